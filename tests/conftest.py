@@ -1,0 +1,92 @@
+"""Shared fixtures: the real SNLI folder, a local HTTP server, and the book's d2l code as an oracle."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import sys
+import threading
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_SNLI = REPO_ROOT.parent / "shared" / "data" / "snli"
+
+
+@pytest.fixture(scope="session")
+def snli_dir() -> Path:
+    """The real SNLI data folder used by tests: $BERTNLI_TEST_DATA, else ../shared/data/snli."""
+    folder = Path(os.environ.get("BERTNLI_TEST_DATA", SHARED_SNLI))
+    if not (folder / "snli_1.0_dev.jsonl.gz").exists():
+        pytest.fail(
+            f"real SNLI data not found in {folder}: set BERTNLI_TEST_DATA to a folder holding "
+            "snli_1.0_{train,dev,test}.jsonl.gz (the shared copy lives in ../shared/data/snli)"
+        )
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own download cache so no test sees another's files."""
+    monkeypatch.setenv("BERTNLI_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+class LocalServer:
+    """A static file server on 127.0.0.1 over a temporary folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+
+    def url(self, name: str) -> str:
+        return self.base_url + name
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[LocalServer]:
+    """Serve files that the test writes into ``server.root`` from http://127.0.0.1:<port>/."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = LocalServer(root)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def d2l():
+    """The book's own PyTorch code (d2l 1.0.3), the executable reference for parity tests.
+
+    d2l imports torchvision at module level but its BERT and SNLI code never use it, so an empty
+    stand-in module is provided when torchvision is not installed.
+    """
+    if "torchvision" not in sys.modules:
+        try:
+            import torchvision  # noqa: F401
+        except ImportError:
+            stub = types.ModuleType("torchvision")
+            stub.transforms = types.ModuleType("torchvision.transforms")
+            sys.modules["torchvision"] = stub
+            sys.modules["torchvision.transforms"] = stub.transforms
+    from d2l import torch as d2l_torch
+
+    return d2l_torch
