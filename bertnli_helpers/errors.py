@@ -23,6 +23,14 @@ class DataFormatError(BertNLIError, ValueError):
     """A data file has a malformed line; the message names the file and the line number."""
 
 
+_SHOWN = 8
+
+
+def _some(keys: list[str]) -> str:
+    more = f", ... and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+    return ", ".join(keys[:_SHOWN]) + more
+
+
 class CheckpointMismatchError(BertNLIError, ValueError):
     """A checkpoint does not fit the model: missing, unexpected or mis-shaped keys."""
 
@@ -36,11 +44,13 @@ class CheckpointMismatchError(BertNLIError, ValueError):
         self.missing, self.unexpected, self.mis_shaped = missing, unexpected, mis_shaped
         lines = [f"checkpoint {source} does not fit the model:"]
         if missing:
-            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing[:20])}")
+            lines.append(f"  missing keys ({len(missing)}): {_some(missing)}")
         if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
-        for key, expected, found in mis_shaped[:20]:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {_some(unexpected)}")
+        for key, expected, found in mis_shaped[:_SHOWN]:
             lines.append(f"  mis-shaped {key}: model expects {expected}, checkpoint has {found}")
+        if len(mis_shaped) > _SHOWN:
+            lines.append(f"  ... and {len(mis_shaped) - _SHOWN} more mis-shaped keys")
         lines.append(
             "  Check that the model sizes (layers, hidden, heads, FFN, vocabulary, max_len) match "
             "the checkpoint, or load it with load_pretrained(path) so the sizes are read from it."

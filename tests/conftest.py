@@ -1,4 +1,4 @@
-"""Shared fixtures: the real SNLI folder, a local HTTP server, and the book's d2l code as an oracle."""
+"""Shared fixtures: the real SNLI folder, a local HTTP server, the book's d2l code as oracle."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -47,7 +47,9 @@ class LocalServer:
         self.root = root
         handler = functools.partial(_QuietHandler, directory=str(root))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     @property
@@ -79,14 +81,17 @@ def d2l():
     d2l imports torchvision at module level but its BERT and SNLI code never use it, so an empty
     stand-in module is provided when torchvision is not installed.
     """
-    if "torchvision" not in sys.modules:
-        try:
-            import torchvision  # noqa: F401
-        except ImportError:
-            stub = types.ModuleType("torchvision")
-            stub.transforms = types.ModuleType("torchvision.transforms")
-            sys.modules["torchvision"] = stub
-            sys.modules["torchvision.transforms"] = stub.transforms
-    from d2l import torch as d2l_torch
-
+    stubbed = []
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        stub = types.ModuleType("torchvision")
+        stub.transforms = types.ModuleType("torchvision.transforms")
+        stubbed = ["torchvision", "torchvision.transforms"]
+        sys.modules.update(dict(zip(stubbed, [stub, stub.transforms])))
+    try:
+        from d2l import torch as d2l_torch
+    finally:
+        for name in stubbed:  # other libraries (transformers) must not see the stand-in
+            sys.modules.pop(name, None)
     return d2l_torch

@@ -1,0 +1,259 @@
+"""BERT in one readable file: a config, the encoder, the ``<cls>`` pooler and the NLI classifier.
+
+One ``BERTEncoder`` covers two flavours that differ in three small ways:
+
+============================  =====================  ===========================
+                              the book (``"book"``)   Hugging Face (``"hf"``)
+============================  =====================  ===========================
+feed-forward activation       ReLU                   GELU
+LayerNorm + dropout on input  no                     yes
+LayerNorm epsilon             1e-5                   1e-12
+============================  =====================  ===========================
+
+Everything else is shared: learned token, segment and position embeddings summed; post-LN
+Transformer blocks (``x = norm(x + dropout(sublayer(x)))``); attention through
+``torch.nn.functional.scaled_dot_product_attention`` with the padding mask built from the valid
+lengths, so padded positions are never attended to.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InputTooLongError
+
+Flavour = Literal["book", "hf"]
+
+
+@dataclass
+class BertConfig:
+    """Sizes and flavour of a BERT encoder (``bert.small`` is the default size)."""
+
+    vocab_size: int
+    hidden_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    ffn_size: int = 512
+    max_len: int = 512  # rows of the position table: the longest input the model accepts
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    attention_dropout: float | None = None  # None: same as dropout
+    flavour: Flavour = "book"
+    layer_norm_eps: float | None = None  # None: the flavour's default
+
+    def __post_init__(self) -> None:
+        if self.flavour not in ("book", "hf"):
+            raise ValueError(f"flavour must be 'book' or 'hf', not {self.flavour!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
+            )
+        if self.attention_dropout is None:
+            self.attention_dropout = self.dropout
+        if self.layer_norm_eps is None:
+            self.layer_norm_eps = 1e-5 if self.flavour == "book" else 1e-12
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def padding_mask(valid_lens: torch.Tensor | None, seq_len: int) -> torch.Tensor | None:
+    """Boolean mask ``(batch, 1, 1, seq)``, True where a key may be attended to.
+
+    Returns None when nothing is padded, which lets attention use its fastest kernels.
+    """
+    if valid_lens is None:
+        return None
+    keep = torch.arange(seq_len, device=valid_lens.device)[None, :] < valid_lens[:, None]
+    if bool(keep.all()):
+        return None
+    return keep[:, None, None, :]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with separate query/key/value/output projections."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        h = config.hidden_size
+        self.num_heads = config.num_heads
+        self.dropout_p = config.attention_dropout
+        self.query, self.key, self.value = nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, h)
+        self.out = nn.Linear(h, h)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, hidden = x.shape
+        return x.view(batch, seq, self.num_heads, hidden // self.num_heads).transpose(1, 2)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        weights = None
+        if need_weights:  # explicit softmax, for attention maps in the analysis notebook
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = scores.softmax(dim=-1)
+            context = F.dropout(weights, self.dropout_p, self.training) @ v
+        else:
+            dropout = self.dropout_p if self.training else 0.0
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        batch, _, seq, _ = context.shape
+        return self.out(context.transpose(1, 2).reshape(batch, seq, -1)), weights
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense1 = nn.Linear(config.hidden_size, config.ffn_size)
+        self.dense2 = nn.Linear(config.ffn_size, config.hidden_size)
+        self.activation = nn.ReLU() if config.flavour == "book" else nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense2(self.activation(self.dense1(x)))
+
+
+class EncoderBlock(nn.Module):
+    """Post-LN Transformer block, as in the original BERT and the book."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.attention = SelfAttention(config)
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attention(x, mask, need_weights)
+        x = self.norm1(x + self.dropout(attended))
+        return self.norm2(x + self.dropout(self.ffn(x))), weights
+
+
+class BERTEncoder(nn.Module):
+    """Embeddings + blocks: ``(tokens, segments, valid_lens) -> (batch, seq, hidden)``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden_size
+        self.token_embedding = nn.Embedding(config.vocab_size, h)
+        self.segment_embedding = nn.Embedding(config.type_vocab_size, h)
+        self.pos_embedding = nn.Parameter(torch.zeros(config.max_len, h))
+        hf = config.flavour == "hf"
+        self.embed_norm = nn.LayerNorm(h, eps=config.layer_norm_eps) if hf else nn.Identity()
+        self.embed_dropout = nn.Dropout(config.dropout) if hf else nn.Identity()
+        self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.num_layers))
+
+    def embed(self, tokens: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+        seq_len = tokens.shape[1]
+        if seq_len > self.config.max_len:
+            raise InputTooLongError(
+                f"input of {seq_len} tokens is longer than the model's position table "
+                f"({self.config.max_len}); truncate pairs to max_len <= {self.config.max_len}"
+            )
+        x = self.token_embedding(tokens) + self.segment_embedding(segments)
+        x = x + self.pos_embedding[:seq_len]
+        return self.embed_dropout(self.embed_norm(x))
+
+    def forward(
+        self, tokens: torch.Tensor, segments: torch.Tensor, valid_lens: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        mask = padding_mask(valid_lens, tokens.shape[1])
+        x = self.embed(tokens, segments)
+        for block in self.blocks:
+            x, _ = block(x, mask)
+        return x
+
+    @torch.no_grad()
+    def attention_maps(
+        self, tokens: torch.Tensor, segments: torch.Tensor, valid_lens: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Attention weights of every layer and head: ``(layers, batch, heads, seq, seq)``."""
+        mask = padding_mask(valid_lens, tokens.shape[1])
+        x = self.embed(tokens, segments)
+        maps = []
+        for block in self.blocks:
+            x, weights = block(x, mask, need_weights=True)
+            maps.append(weights)
+        return torch.stack(maps)
+
+
+def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's initialisation: normal(0, 0.02) weights, zero biases, unit LayerNorms."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for p in module.parameters(recurse=False):
+        nn.init.normal_(p, std=std)
+    if isinstance(module, BERTEncoder):
+        nn.init.normal_(module.pos_embedding, std=std)
+
+
+class PretrainedBERT(nn.Module):
+    """A pretrained encoder and its ``<cls>`` pooler (``hidden``: Linear + Tanh), as in the book.
+
+    The pretraining heads (masked LM, next-sentence) are not kept: fine-tuning never uses them.
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = BERTEncoder(config)
+        self.hidden = nn.Sequential(nn.Linear(config.hidden_size, config.hidden_size), nn.Tanh())
+        init_bert_weights(self)
+
+    def forward(
+        self, tokens: torch.Tensor, segments: torch.Tensor, valid_lens: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded = self.encoder(tokens, segments, valid_lens)
+        return encoded, self.hidden(encoded[:, 0, :])
+
+
+class BERTClassifier(nn.Module):
+    """The book's NLI model: pretrained encoder and pooler, then a new ``Linear(hidden, 3)``.
+
+    ``freeze_encoder=True`` keeps the encoder's weights fixed and trains only the MLP on top,
+    the cheap baseline that full fine-tuning is compared against.
+    """
+
+    def __init__(
+        self, bert: PretrainedBERT, num_classes: int = 3, *, freeze_encoder: bool = False
+    ) -> None:
+        super().__init__()
+        self.config = bert.config
+        self.encoder = bert.encoder
+        self.hidden = bert.hidden
+        self.output = nn.Linear(bert.config.hidden_size, num_classes)
+        init_bert_weights(self.output)
+        if freeze_encoder:
+            self.encoder.requires_grad_(False)
+
+    @property
+    def encoder_frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.encoder.parameters())
+
+    def forward(
+        self, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+    ) -> torch.Tensor:
+        tokens, segments, valid_lens = inputs
+        encoded = self.encoder(tokens, segments, valid_lens)
+        return self.output(self.hidden(encoded[:, 0, :]))
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

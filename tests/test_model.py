@@ -1,0 +1,83 @@
+"""The encoder's behaviour that fine-tuning relies on: masking, attention maps, freezing, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bertnli_helpers.errors import InputTooLongError
+from bertnli_helpers.model import BERTClassifier, BertConfig, PretrainedBERT, count_parameters
+
+
+def tiny(flavour: str) -> PretrainedBERT:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4, ffn_size=64,
+                        max_len=24, flavour=flavour)
+    return PretrainedBERT(config).eval()
+
+
+@pytest.mark.parametrize("flavour", ["book", "hf"])
+def test_padding_never_changes_the_valid_positions(flavour):
+    model = tiny(flavour)
+    tokens = torch.randint(5, 50, (1, 9))
+    segments = torch.tensor([[0] * 5 + [1] * 4])
+    alone = model.encoder(tokens, segments, torch.tensor([9]))
+    padded_tokens = torch.cat([tokens, torch.randint(5, 50, (1, 6))], dim=1)
+    padded_segments = torch.cat([segments, torch.zeros(1, 6, dtype=torch.long)], dim=1)
+    padded = model.encoder(padded_tokens, padded_segments, torch.tensor([9]))
+    torch.testing.assert_close(padded[:, :9], alone, atol=1e-5, rtol=1e-5)
+    # without the valid length the padding would leak in
+    leaked = model.encoder(padded_tokens, padded_segments, None)
+    assert (leaked[:, :9] - alone).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("flavour", ["book", "hf"])
+def test_attention_maps_are_distributions_that_ignore_padding(flavour):
+    model = tiny(flavour)
+    tokens = torch.randint(5, 50, (2, 10))
+    segments = torch.zeros_like(tokens)
+    valid = torch.tensor([10, 6])
+    maps = model.encoder.attention_maps(tokens, segments, valid)
+    assert maps.shape == (2, 2, 4, 10, 10)  # layers, batch, heads, queries, keys
+    torch.testing.assert_close(maps.sum(-1), torch.ones(2, 2, 4, 10))
+    assert maps[:, 1, :, :, 6:].abs().max() == 0  # padded keys get no attention
+    # the explicit-softmax path gives the same hidden states as the fused kernel
+    x = model.encoder.embed(tokens, segments)
+    from bertnli_helpers.model import padding_mask
+
+    mask = padding_mask(valid, 10)
+    fused, _ = model.encoder.blocks[0](x, mask)
+    explicit, _ = model.encoder.blocks[0](x, mask, need_weights=True)
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-5)
+
+
+def test_classifier_reuses_the_pooler_and_freezes_the_encoder():
+    bert = tiny("book").train()
+    net = BERTClassifier(bert, freeze_encoder=True)
+    assert net.hidden is bert.hidden and net.encoder is bert.encoder
+    tokens = torch.randint(5, 50, (3, 8))
+    logits = net((tokens, torch.zeros_like(tokens), torch.tensor([8, 5, 3])))
+    assert logits.shape == (3, 3)
+    logits.sum().backward()
+    assert all(p.grad is None for p in net.encoder.parameters())
+    assert net.output.weight.grad is not None and net.hidden[0].weight.grad is not None
+    assert net.encoder_frozen
+    assert count_parameters(net, trainable_only=True) == sum(
+        p.numel() for p in [*net.hidden.parameters(), *net.output.parameters()]
+    )
+
+
+def test_input_longer_than_the_position_table_is_refused():
+    model = tiny("hf")
+    tokens = torch.randint(5, 50, (1, 25))
+    with pytest.raises(InputTooLongError, match="25 tokens.*24"):
+        model.encoder(tokens, torch.zeros_like(tokens), torch.tensor([25]))
+
+
+def test_config_rejects_heads_that_do_not_divide_hidden():
+    with pytest.raises(ValueError, match="not divisible"):
+        BertConfig(vocab_size=10, hidden_size=30, num_heads=4)
+    with pytest.raises(ValueError, match="flavour"):
+        BertConfig(vocab_size=10, flavour="gpt")
+    assert BertConfig(vocab_size=10).layer_norm_eps == 1e-5
+    assert BertConfig(vocab_size=10, flavour="hf").layer_norm_eps == 1e-12
