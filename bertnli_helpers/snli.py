@@ -114,6 +114,17 @@ class SNLISplit:
             raise ValueError(f"text must be 'book' or 'raw', not {text!r}")
         return premises, hypotheses, [r.label for r in self.records]
 
+    def sample(self, n: int | None, seed: int = 0) -> SNLISplit:
+        """A random subset of ``n`` pairs (all when ``n`` is None or too large), order kept."""
+        if n is None or n >= len(self.records):
+            return self
+        if n < 1:
+            raise ValueError(f"a sample needs at least one pair, not {n}")
+        import random
+
+        keep = sorted(random.Random(seed).sample(range(len(self.records)), n))
+        return SNLISplit(self.split, self.path, [self.records[i] for i in keep], self.dropped)
+
     def label_counts(self) -> dict[str, int]:
         """Pairs per label name, in label order."""
         counts = Counter(r.label for r in self.records)

@@ -9,6 +9,7 @@ Hugging Face ``vocab.txt`` (or ``tokenizer.json``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,9 @@ BOOK_SPECIALS = SpecialTokens(cls="<cls>", sep="<sep>", pad="<pad>", unk="<unk>"
 WORDPIECE_SPECIALS = SpecialTokens(
     cls="[CLS]", sep="[SEP]", pad="[PAD]", unk="[UNK]", mask="[MASK]"
 )
+
+
+_PARSE_TOKEN = re.compile(r"\w+(?:[-']\w+)*|[^\w\s]")
 
 
 class VocabularyError(BertNLIError, ValueError):
@@ -104,6 +108,11 @@ class TextTokenizer:
         if self.kind == "book":
             return [text.lower().split() for text in texts]
         return [e.tokens for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+
+    def split_like_parse(self, text: str) -> str:
+        """Typed text spaced like SNLI's parse text ("dog." -> "dog ."), for the book's vocabulary,
+        whose entries are the parse tokens."""
+        return " ".join(_PARSE_TOKEN.findall(text))
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of many texts in one fast call (no special tokens added)."""

@@ -50,6 +50,7 @@ __all__ = [
     "ratio",
     "ratio_lengths",
     "truncate_with_report",
+    "truncation_summary",
 ]
 
 T = TypeVar("T")
@@ -261,3 +262,39 @@ def truncate_with_report(
         premise_dropped_at=p_drop,
         hypothesis_dropped_at=h_drop,
     )
+
+
+def truncation_summary(
+    premise_lengths: Sequence[int],
+    hypothesis_lengths: Sequence[int],
+    max_len: int,
+    strategies: Sequence[str] | None = None,
+) -> list[dict[str, float | str]]:
+    """Per strategy: how many pairs lose tokens at ``max_len`` and how many tokens each side loses.
+
+    Works on lengths alone (strategies are positional), so it is cheap on a whole split.
+    """
+    budget = _check_budget(max_len - 3)
+    rows = []
+    for name in strategies or list(STRATEGIES):
+        fn = get_strategy(name)
+        truncated = dropped_p = dropped_h = emptied = 0
+        for len_p, len_h in zip(premise_lengths, hypothesis_lengths):
+            if len_p + len_h <= budget:
+                continue
+            kept_p, kept_h = fn(range(len_p), range(len_h), budget)
+            truncated += 1
+            dropped_p += len_p - len(kept_p)
+            dropped_h += len_h - len(kept_h)
+            emptied += (len_p > 0 and not kept_p) or (len_h > 0 and not kept_h)
+        n = max(1, len(premise_lengths))
+        rows.append({
+            "strategy": name,
+            "max_len": max_len,
+            "pairs": len(premise_lengths),
+            "truncated_share": truncated / n,
+            "premise_tokens_dropped": dropped_p,
+            "hypothesis_tokens_dropped": dropped_h,
+            "sides_emptied": emptied,
+        })
+    return rows

@@ -1,0 +1,308 @@
+"""The ``bertnli`` command: download, finetune, evaluate, predict, truncation-report, course.
+
+Every subcommand explains itself with ``--help``. Bad arguments and missing files end with a
+one-line error and exit code 2; output files are written atomically, so a failed command leaves
+nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import BertNLIError
+
+EXIT_USAGE = 2
+
+
+class UsageError(BertNLIError):
+    """A command-line request that cannot be carried out as given."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return value
+
+
+# -- download --------------------------------------------------------------------------------
+def cmd_download(args: argparse.Namespace) -> int:
+    from . import hub
+
+    if args.list or not args.names:
+        for name, res in hub.REGISTRY.items():
+            print(f"{name:12s} {res.url}  sha1={res.sha1}")
+        return 0
+    for name in args.names:
+        path = hub.download_extract(name)
+        print(f"{name}: {path}")
+    return 0
+
+
+# -- finetune --------------------------------------------------------------------------------
+def _load_splits(args: argparse.Namespace):
+    from .snli import read_records
+
+    train = read_records(args.data_dir, "train").sample(args.train_size, args.seed)
+    dev = read_records(args.data_dir, "dev").sample(args.dev_size, args.seed)
+    test = read_records(args.data_dir, "test").sample(args.test_size, args.seed)
+    return train, dev, test
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    import torch
+    from .callbacks import ProgressBar
+    from .data import SNLIBERTDataset
+    from .model import BERTClassifier
+    from .pretrained import load_pretrained
+    from .runs import RunInfo, is_finished_run, write_metrics
+    from .train import CHECKPOINT_FILE, evaluate, fine_tune, preset
+
+    out = Path(args.output)
+    if not args.resume and (out / "run.json").exists():
+        raise UsageError(
+            f"{out} already holds a run; pass --resume to continue it, or choose another --output"
+        )
+    if args.resume and not (out / CHECKPOINT_FILE).exists():
+        raise UsageError(f"--resume: no {CHECKPOINT_FILE} in {out} to continue from")
+    changes = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "device",
+                                             "max_steps", "eval_every", "checkpoint_every")
+               if getattr(args, k) is not None}
+    config = preset(args.preset, **changes)
+    train_split, dev_split, test_split = _load_splits(args)
+    bert, tokenizer = load_pretrained(args.model, device="cpu", seed=args.seed)
+    torch.manual_seed(args.seed)  # the new output layer starts the same in every run
+    net = BERTClassifier(bert, freeze_encoder=args.freeze_encoder)
+    encode = {"max_len": args.max_len, "truncation": args.truncation}
+    train = SNLIBERTDataset(train_split, tokenizer, **encode)
+    dev = SNLIBERTDataset(dev_split, tokenizer, **encode)
+    test = SNLIBERTDataset(test_split, tokenizer, **encode)
+    print(f"model {args.model} ({sum(p.numel() for p in net.parameters()) / 1e6:.1f}M parameters);"
+          f" train {len(train)}, dev {len(dev)}, test {len(test)} pairs; preset {args.preset}")
+    info = RunInfo(model=args.model, max_len=args.max_len, truncation=args.truncation,
+                   freeze_encoder=args.freeze_encoder,
+                   model_config=bert.config.to_dict() if args.model == "scratch" else None)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    result = fine_tune(net, train, dev, config, callbacks=[ProgressBar()], output_dir=out,
+                       resume_from=out if args.resume else None)
+    test_metrics = evaluate(net, test)
+    info.save(out)
+    metrics = {
+        "model": args.model,
+        "preset": args.preset,
+        "best_epoch": result.best_epoch + 1,
+        "dev_accuracy": result.best_dev_accuracy,
+        "test_accuracy": test_metrics["accuracy"],
+        "test_loss": test_metrics["loss"],
+        "train_pairs": len(train),
+        "train_seconds": result.train_seconds,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    write_metrics(out, metrics)
+    assert is_finished_run(out)
+    print(f"dev accuracy {metrics['dev_accuracy']:.4f} (best epoch {metrics['best_epoch']}), "
+          f"test accuracy {metrics['test_accuracy']:.4f}; run saved in {out}")
+    return 0
+
+
+# -- evaluate / predict ----------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import SNLIBERTDataset
+    from .runs import load_finetuned, write_metrics
+    from .snli import read_records
+    from .train import evaluate
+
+    net, tokenizer, info = load_finetuned(args.run, device=args.device)
+    split = read_records(args.data_dir, args.split).sample(args.size, args.seed)
+    data = SNLIBERTDataset(split, tokenizer, info.max_len, info.truncation)
+    metrics = evaluate(net, data)
+    write_metrics(args.run, {f"{args.split}_accuracy": metrics["accuracy"],
+                             f"{args.split}_loss": metrics["loss"]})
+    print(json.dumps({"split": args.split, **metrics}, indent=2))
+    return 0
+
+
+def _read_pair_file(path: Path) -> tuple[list[str], list[str]]:
+    if not path.exists():
+        raise FileNotFoundError(f"pairs file not found: {path}")
+    premises, hypotheses = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            row = json.loads(line)
+            premise, hypothesis = row.get("premise", row.get("sentence1")), row.get(
+                "hypothesis", row.get("sentence2"))
+        else:
+            parts = line.split("\t")
+            premise, hypothesis = parts if len(parts) == 2 else (None, None)
+        if not premise or not hypothesis:
+            raise UsageError(
+                f"{path}, line {number}: expected 'premise<TAB>hypothesis' (or JSON with "
+                "premise/hypothesis or sentence1/sentence2)"
+            )
+        premises.append(premise)
+        hypotheses.append(hypothesis)
+    return premises, hypotheses
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .data import SNLIBERTDataset
+    from .runs import load_finetuned
+    from .snli import LABEL_NAMES
+    from .train import predict
+
+    if args.file:
+        premises, hypotheses = _read_pair_file(Path(args.file))
+    elif args.premise and args.hypothesis:
+        premises, hypotheses = [args.premise], [args.hypothesis]
+    else:
+        raise UsageError("give a PREMISE and a HYPOTHESIS, or --file with one pair per line")
+    net, tokenizer, info = load_finetuned(args.run, device=args.device)
+    if tokenizer.text_form == "book":  # the book's vocabulary expects tokens split like SNLI's
+        premises = [tokenizer.split_like_parse(p) for p in premises]
+        hypotheses = [tokenizer.split_like_parse(h) for h in hypotheses]
+    data = SNLIBERTDataset((premises, hypotheses, [0] * len(premises)), tokenizer,
+                           info.max_len, info.truncation, cache=False)
+    truncated = int(data.encoded.truncated.sum())
+    if truncated:
+        print(f"note: {truncated} pair(s) were longer than max_len={info.max_len} and truncated "
+              f"({info.truncation})", file=sys.stderr)
+    probs = predict(net, data)
+    print("\t".join(["label", *LABEL_NAMES, "premise", "hypothesis"]))
+    for p, h, row in zip(premises, hypotheses, probs):
+        label = LABEL_NAMES[int(row.argmax())]
+        print("\t".join([label, *(f"{x:.4f}" for x in row), p, h]))
+    return 0
+
+
+# -- truncation-report -----------------------------------------------------------------------
+def cmd_truncation_report(args: argparse.Namespace) -> int:
+    from .pretrained import load_pretrained
+    from .snli import read_records
+    from .truncation import truncation_summary
+
+    _, tokenizer = load_pretrained(args.model, device="cpu")
+    split = read_records(args.data_dir, args.split).sample(args.size, args.seed)
+    premises, hypotheses, _ = split.triple(tokenizer.text_form)
+    p_lens = [len(x) for x in tokenizer.encode_batch(premises)]
+    h_lens = [len(x) for x in tokenizer.encode_batch(hypotheses)]
+    print(f"{args.split}: {len(p_lens)} pairs, {args.model} tokens, packed length = p + h + 3")
+    print(f"{'max_len':>7} {'strategy':24} {'truncated':>9} {'p dropped':>9} {'h dropped':>9}")
+    for max_len in args.max_len:
+        for row in truncation_summary(p_lens, h_lens, max_len, args.strategies):
+            print(f"{max_len:>7} {row['strategy']:24} {row['truncated_share']:>9.2%} "
+                  f"{row['premise_tokens_dropped']:>9} {row['hypothesis_tokens_dropped']:>9}")
+    return 0
+
+
+# -- course ----------------------------------------------------------------------------------
+def cmd_course(args: argparse.Namespace) -> int:
+    from .course import run_course
+
+    summary = run_course(
+        profile=args.profile, output=Path(args.output), notebooks=args.notebooks,
+        model=args.model, data_dir=args.data_dir, device=args.device, html=not args.no_html,
+    )
+    return 0 if all(row["status"] == "ok" for row in summary) else 1
+
+
+# -- parser ----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bertnli",
+        description="Fine-tune a pretrained BERT for natural language inference on SNLI.",
+        epilog="Data folder: --data-dir, else $BERTNLI_DATA_DIR, else the official SNLI download.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("download", help="fetch SNLI or a book checkpoint into the cache")
+    p.add_argument("names", nargs="*", help="resource names: SNLI, bert.small, bert.base")
+    p.add_argument("--list", action="store_true", help="list the known resources")
+    p.set_defaults(func=cmd_download)
+
+    def data_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--data-dir", help="SNLI folder (default: $BERTNLI_DATA_DIR or download)")
+        q.add_argument("--seed", type=int, default=0, help="seed for sampling and training")
+        q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or auto (default)")
+
+    p = sub.add_parser("finetune", help="fine-tune a pretrained BERT on SNLI",
+                       description="Fine-tune, pick the best epoch on dev, report test accuracy. "
+                                   "The output folder gets checkpoint, config, history, metrics.")
+    p.add_argument("--model", default="minilm",
+                   help="minilm (offline), bert.small, bert.base, scratch, or a model folder")
+    data_args(p)
+    p.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
+    p.add_argument("--dev-size", type=_positive_int, help="random sample of dev pairs")
+    p.add_argument("--test-size", type=_positive_int, help="random sample of test pairs")
+    p.add_argument("--max-len", type=int, default=128, help="packed length limit (default 128)")
+    p.add_argument("--truncation", default="longest_first", help="pair truncation strategy")
+    p.add_argument("--preset", default="tuned", help="recipe: tuned (default) or book")
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+    p.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
+    p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
+    p.add_argument("--freeze-encoder", action="store_true", help="train only the MLP on <cls>")
+    p.add_argument("--output", required=True, help="folder for the run")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="accuracy of a fine-tuned run on a split")
+    p.add_argument("--run", required=True, help="output folder of 'bertnli finetune'")
+    data_args(p)
+    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument("--size", type=_positive_int, help="random sample of pairs")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label premise/hypothesis pairs with a fine-tuned run")
+    p.add_argument("--run", required=True, help="output folder of 'bertnli finetune'")
+    p.add_argument("premise", nargs="?")
+    p.add_argument("hypothesis", nargs="?")
+    p.add_argument("--file", help="pairs, one per line: premise<TAB>hypothesis, or .jsonl")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("truncation-report", help="how often each strategy truncates, per max_len")
+    p.add_argument("--model", default="minilm", help="whose tokenizer counts the tokens")
+    data_args(p)
+    p.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    p.add_argument("--size", type=_positive_int)
+    p.add_argument("--max-len", type=int, nargs="+", default=[16, 24, 32, 48, 64, 128])
+    p.add_argument("--strategies", nargs="+", help="default: all registered strategies")
+    p.set_defaults(func=cmd_truncation_report)
+
+    p = sub.add_parser("course", help="run every notebook and write executed copies and HTML")
+    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "full"])
+    p.add_argument("--output", default="course_output")
+    p.add_argument("--notebooks", nargs="+", help="only these notebooks (names or numbers)")
+    p.add_argument("--model", default=None, help="override the profile's model")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-html", action="store_true")
+    p.set_defaults(func=cmd_course)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("bertnli: interrupted", file=sys.stderr)
+        return 130
+    except (BertNLIError, FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"bertnli {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
