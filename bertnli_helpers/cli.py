@@ -56,6 +56,7 @@ def _load_splits(args: argparse.Namespace):
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     import torch
+
     from .callbacks import ProgressBar
     from .data import SNLIBERTDataset
     from .model import BERTClassifier

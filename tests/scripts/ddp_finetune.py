@@ -9,7 +9,7 @@ import sys
 import torch
 
 from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.model import BertConfig, BERTClassifier
+from bertnli_helpers.model import BERTClassifier, BertConfig
 from bertnli_helpers.pretrained import load_pretrained
 from bertnli_helpers.snli import read_records
 from bertnli_helpers.train import TrainConfig, fine_tune
