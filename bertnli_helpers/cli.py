@@ -55,14 +55,9 @@ def _load_splits(args: argparse.Namespace):
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    import torch
-
     from .callbacks import ProgressBar
-    from .data import SNLIBERTDataset
-    from .model import BERTClassifier
-    from .pretrained import load_pretrained
-    from .runs import RunInfo, is_finished_run, write_metrics
-    from .train import CHECKPOINT_FILE, evaluate, fine_tune, preset
+    from .runs import RunInfo, finetune_run, write_metrics
+    from .train import CHECKPOINT_FILE, preset
 
     out = Path(args.output)
     if not args.resume and (out / "run.json").exists():
@@ -75,38 +70,16 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                                              "max_steps", "eval_every", "checkpoint_every")
                if getattr(args, k) is not None}
     config = preset(args.preset, **changes)
-    train_split, dev_split, test_split = _load_splits(args)
-    bert, tokenizer = load_pretrained(args.model, device="cpu", seed=args.seed)
-    torch.manual_seed(args.seed)  # the new output layer starts the same in every run
-    net = BERTClassifier(bert, freeze_encoder=args.freeze_encoder)
-    encode = {"max_len": args.max_len, "truncation": args.truncation}
-    train = SNLIBERTDataset(train_split, tokenizer, **encode)
-    dev = SNLIBERTDataset(dev_split, tokenizer, **encode)
-    test = SNLIBERTDataset(test_split, tokenizer, **encode)
-    print(f"model {args.model} ({sum(p.numel() for p in net.parameters()) / 1e6:.1f}M parameters);"
-          f" train {len(train)}, dev {len(dev)}, test {len(test)} pairs; preset {args.preset}")
+    train, dev, test = _load_splits(args)
+    print(f"model {args.model}; train {len(train)}, dev {len(dev)}, test {len(test)} pairs; "
+          f"preset {args.preset}", flush=True)
     info = RunInfo(model=args.model, max_len=args.max_len, truncation=args.truncation,
-                   freeze_encoder=args.freeze_encoder,
-                   model_config=bert.config.to_dict() if args.model == "scratch" else None)
-    out.mkdir(parents=True, exist_ok=True)
+                   freeze_encoder=args.freeze_encoder)
     started = time.perf_counter()
-    result = fine_tune(net, train, dev, config, callbacks=[ProgressBar()], output_dir=out,
-                       resume_from=out if args.resume else None)
-    test_metrics = evaluate(net, test)
-    info.save(out)
-    metrics = {
-        "model": args.model,
-        "preset": args.preset,
-        "best_epoch": result.best_epoch + 1,
-        "dev_accuracy": result.best_dev_accuracy,
-        "test_accuracy": test_metrics["accuracy"],
-        "test_loss": test_metrics["loss"],
-        "train_pairs": len(train),
-        "train_seconds": result.train_seconds,
-        "wall_seconds": time.perf_counter() - started,
-    }
-    write_metrics(out, metrics)
-    assert is_finished_run(out)
+    outcome = finetune_run(out, info, train, dev, test, config, callbacks=[ProgressBar()],
+                           resume=args.resume, reuse=False)
+    metrics = outcome.metrics
+    write_metrics(out, {"preset": args.preset, "wall_seconds": time.perf_counter() - started})
     print(f"dev accuracy {metrics['dev_accuracy']:.4f} (best epoch {metrics['best_epoch']}), "
           f"test accuracy {metrics['test_accuracy']:.4f}; run saved in {out}")
     return 0

@@ -178,13 +178,19 @@ class BERTEncoder(nn.Module):
     def attention_maps(
         self, tokens: torch.Tensor, segments: torch.Tensor, valid_lens: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Attention weights of every layer and head: ``(layers, batch, heads, seq, seq)``."""
+        """Attention weights of every layer and head: ``(layers, batch, heads, seq, seq)``.
+
+        Computed in eval mode (no dropout), whatever mode the model is in.
+        """
+        was_training = self.training
+        self.eval()
         mask = padding_mask(valid_lens, tokens.shape[1])
         x = self.embed(tokens, segments)
         maps = []
         for block in self.blocks:
             x, weights = block(x, mask, need_weights=True)
             maps.append(weights)
+        self.train(was_training)
         return torch.stack(maps)
 
 

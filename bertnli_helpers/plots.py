@@ -1,11 +1,17 @@
-"""The matplotlib figures the notebooks show. Every function returns its figure."""
+"""The matplotlib figures the notebooks show. Every function returns its figure (never calls
+``plt.show``), so a notebook displays it and a test reads its axes, bars, lines and images."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from .snli import LABEL_NAMES
 
 
 def training_curves(history: Sequence[dict[str, float]], title: str | None = None) -> Figure:
@@ -29,5 +35,199 @@ def training_curves(history: Sequence[dict[str, float]], title: str | None = Non
         ax.legend()
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# -- data ---------------------------------------------------------------------------------------
+def length_histograms(
+    premise: Sequence[int] | np.ndarray,
+    hypothesis: Sequence[int] | np.ndarray,
+    packed: Sequence[int] | np.ndarray | None = None,
+    *,
+    max_len: int | None = None,
+    bins: int = 30,
+    title: str | None = None,
+) -> Figure:
+    """Token lengths of premises, hypotheses and packed pairs, side by side.
+
+    ``packed`` defaults to the untruncated packed length (premise + hypothesis + 3), the number
+    that ``max_len`` is compared with; ``max_len`` draws that limit on the packed panel and says
+    how many pairs exceed it.
+    """
+    premise, hypothesis = np.asarray(premise), np.asarray(hypothesis)
+    packed = premise + hypothesis + 3 if packed is None else np.asarray(packed)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    panels = (("premise", premise, "C0"), ("hypothesis", hypothesis, "C1"),
+              ("packed pair", packed, "C2"))
+    for ax, (name, values, colour) in zip(axes, panels):
+        ax.hist(values, bins=bins, color=colour, alpha=0.8)
+        ax.set(xlabel=f"{name} length (tokens)", ylabel="pairs", title=name)
+        ax.grid(alpha=0.3)
+    if max_len is not None:
+        longer = float(np.mean(packed > max_len)) if len(packed) else 0.0
+        axes[2].axvline(max_len, color="black", linestyle="--",
+                         label=f"max_len={max_len} ({longer:.1%} longer)")
+        axes[2].legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# -- metrics ------------------------------------------------------------------------------------
+def _matrix_panel(ax: Axes, values: np.ndarray, names: Sequence[str], text: Sequence[str],
+                  title: str, vmax: float) -> None:
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=vmax)
+    ticks = np.arange(len(names))
+    ax.set_xticks(ticks, labels=list(names))
+    ax.set_yticks(ticks, labels=list(names))
+    ax.set(xlabel="predicted", ylabel="gold", title=title)
+    for k, label in enumerate(text):
+        r, c = divmod(k, values.shape[1])
+        dark = values[r, c] > 0.6 * vmax
+        ax.text(c, r, label, ha="center", va="center", color="white" if dark else "black")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+
+
+def confusion_matrix(counts: pd.DataFrame | np.ndarray, class_names: Sequence[str] | None = None,
+                     *, title: str | None = None) -> Figure:
+    """Left: each gold row as shares (the diagonal is recall); right: raw counts.
+
+    ``counts`` is ``analysis.confusion(frame)`` (gold rows, predicted columns) or a square array.
+    """
+    if isinstance(counts, pd.DataFrame):
+        names = list(class_names or counts.columns)
+        raw = counts.to_numpy()
+    else:
+        raw = np.asarray(counts)
+        names = list(class_names or LABEL_NAMES[: raw.shape[0]])
+    totals = raw.sum(axis=1, keepdims=True)
+    shares = np.divide(raw, totals, out=np.zeros(raw.shape, dtype=np.float64), where=totals > 0)
+    fig, (ax_norm, ax_raw) = plt.subplots(1, 2, figsize=(10, 4))
+    _matrix_panel(ax_norm, shares, names, [f"{v:.2f}" for v in shares.ravel()],
+                  "normalised by gold class", 1.0)
+    _matrix_panel(ax_raw, raw, names, [str(int(v)) for v in raw.ravel()], "counts",
+                  max(1, int(raw.max()) if raw.size else 1))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(curve: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """Accuracy against confidence per bin (``analysis.reliability_curve``), the diagonal of a
+    calibrated model, the ECE in the title, and below it how many pairs each bin holds."""
+    from .analysis import ece_from_curve
+
+    filled = curve[curve["count"] > 0]
+    width = curve["upper"] - curve["lower"]
+    centres = (curve["lower"] + curve["upper"]) / 2
+    fig, (ax, ax_count) = plt.subplots(
+        2, 1, figsize=(4.8, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.bar(centres[filled.index], filled["accuracy"], width=width[filled.index], edgecolor="black",
+           color="C0", alpha=0.8, label="accuracy")
+    ax.plot(filled["mean_confidence"], filled["accuracy"], "o", color="C3",
+            label="(mean confidence, accuracy)")
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
+    ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    ax.set_title(f"{title + ': ' if title else ''}ECE = {ece_from_curve(curve):.3f}")
+    ax.legend(loc="upper left", fontsize="small")
+    bars = ax_count.bar(centres[filled.index], filled["count"], width=width[filled.index],
+                        color="grey", edgecolor="black")
+    ax_count.bar_label(bars, labels=[str(int(c)) for c in filled["count"]], fontsize="small")
+    ax_count.set(xlabel="confidence (top probability)", ylabel="pairs")
+    ax_count.margins(y=0.25)
+    fig.tight_layout()
+    return fig
+
+
+def _bars_with_counts(ax: Axes, table: pd.DataFrame, overall: float | None) -> None:
+    labels = [str(b) for b in table["bucket"]]
+    heights = table["accuracy"].fillna(0).to_numpy()
+    bars = ax.bar(labels, heights, color="C0", edgecolor="black")
+    ax.bar_label(bars, labels=[f"n={int(c)}" for c in table["count"]], fontsize="small",
+                 padding=2, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                                  "alpha": 0.8})
+    if overall is not None:
+        ax.axhline(overall, color="C3", linestyle="--", label=f"overall {overall:.3f}")
+        ax.legend(loc="lower right", fontsize="small")
+    ax.set(ylim=(0, 1.15), ylabel="accuracy")
+    ax.tick_params(axis="x", labelrotation=30)
+
+
+def slice_bars(table: pd.DataFrame, *, overall: float | None = None,
+               title: str | None = None) -> Figure:
+    """Accuracy per bucket, each bar annotated with its pair count ``n=...``.
+
+    ``table`` is ``analysis.all_slices`` (one panel per slice) or ``analysis.slice_accuracy``
+    (one panel; its index holds the buckets). ``overall`` draws the accuracy on all pairs.
+    """
+    if "slice" not in table.columns:
+        table = table.reset_index(names="bucket").assign(slice=table.index.name or "")
+    groups = list(dict.fromkeys(table["slice"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups) + 0.5, 3.6),
+                             squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], groups):
+        _bars_with_counts(ax, table[table["slice"] == name], overall)
+        ax.set_title(str(name))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# -- attention and strategies ---------------------------------------------------------------------
+def attention_heatmap(tokens: Sequence[str], maps: np.ndarray, *, layer: int | None = None,
+                      head: int | None = None, title: str | None = None) -> Figure:
+    """One attention map with the tokens on both axes: rows are queries, columns keys.
+
+    ``maps`` is ``(layers, heads, seq, seq)`` (from ``analysis.attention_for_pair``) or one
+    ``(seq, seq)`` map; ``layer`` / ``head`` None averages over layers / heads.
+    """
+    maps = np.asarray(maps)
+    if maps.ndim == 4:
+        by_layer = maps.mean(axis=0) if layer is None else maps[layer]
+        grid = by_layer.mean(axis=0) if head is None else by_layer[head]
+        where = (f"layer {'mean' if layer is None else layer}, "
+                 f"head {'mean' if head is None else head}")
+    elif maps.ndim == 2:
+        grid, where = maps, "attention"
+    else:
+        raise ValueError(f"maps must be (layers, heads, seq, seq) or (seq, seq), not {maps.shape}")
+    if grid.shape != (len(tokens), len(tokens)):
+        raise ValueError(f"{len(tokens)} tokens for a map of shape {grid.shape}")
+    size = max(4.0, 0.28 * len(tokens) + 1.5)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(grid, cmap="viridis", vmin=0)
+    ticks = np.arange(len(tokens))
+    ax.set_xticks(ticks, labels=list(tokens), rotation=90)
+    ax.set_yticks(ticks, labels=list(tokens))
+    ax.set(xlabel="key (attended to)", ylabel="query", title=title or where)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def strategy_comparison(rows: Sequence[dict] | pd.DataFrame, *, y: str = "accuracy",
+                        x: str = "max_len", by: str = "strategy",
+                        title: str | None = None) -> Figure:
+    """One line per truncation strategy: ``y`` (accuracy, truncated_share, ...) against ``x``.
+
+    ``rows`` are dicts (``truncation.truncation_summary`` rows, or your own accuracy rows) or a
+    DataFrame with the columns ``x``, ``y`` and ``by``.
+    """
+    table = pd.DataFrame(rows)
+    missing = [c for c in (x, y, by) if c not in table.columns]
+    if missing:
+        raise ValueError(f"rows lack the column(s) {missing}; they have {list(table.columns)}")
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name, group in table.groupby(by, sort=False):
+        group = group.sort_values(x)
+        ax.plot(group[x], group[y], "o-", label=str(name))
+    ax.set(xlabel=x, ylabel=y.replace("_", " "), title=title or f"{y.replace('_', ' ')} by {x}")
+    ax.grid(alpha=0.3)
+    ax.legend(title=by)
     fig.tight_layout()
     return fig

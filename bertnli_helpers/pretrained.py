@@ -17,6 +17,7 @@ refused with the list of missing, unexpected and mis-shaped keys.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import pickle
@@ -335,7 +336,7 @@ def load_pretrained(
     book_dropout = 0.1 if dropout is None else dropout
     if name == "scratch":
         if config is not None and dropout is not None:
-            config.dropout = config.attention_dropout = dropout
+            config = dataclasses.replace(config, dropout=dropout, attention_dropout=dropout)
         model, tok = scratch_model(config, tokenizer, seed)
     elif name == "minilm":
         model, tok = load_hf_folder(minilm_folder(), dropout=dropout, max_len=max_len)

@@ -625,3 +625,48 @@ def history_table(history: Iterable[dict[str, float]]) -> list[dict[str, float]]
                          for k, v in record.items()})
     return rows
 
+
+
+def measure_throughput(
+    model: nn.Module,
+    dataset: SNLIBERTDataset,
+    config: TrainConfig,
+    *,
+    steps: int = 10,
+    warmup: int = 2,
+) -> dict[str, float]:
+    """Training examples/s and tokens/s of ``config``'s batching on ``dataset`` (weights are
+    restored afterwards, so the model is unchanged). Compares dynamic padding with padding to
+    ``max_len`` on the same model and data."""
+    device = resolve_device(config.device)
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.to(device).train()
+    optimizer = make_optimizer(model, config)
+    batches = iter(batch_sampler(dataset, config, DistInfo()))
+    examples = tokens = computed = 0
+    seconds = 0.0
+    for step in range(warmup + steps):
+        try:
+            indices = next(batches)
+        except StopIteration:
+            break
+        inputs, labels = _to(dataset.batch(indices, pad_to=config.pad_to), device)
+        tick = time.perf_counter()
+        loss = F.cross_entropy(model(inputs).float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= warmup:
+            seconds += time.perf_counter() - tick
+            examples += len(labels)
+            tokens += int(inputs[2].sum())
+            computed += inputs[0].numel()
+    model.load_state_dict(saved)
+    return {
+        "examples_per_s": examples / max(seconds, 1e-9),
+        "tokens_per_s": tokens / max(seconds, 1e-9),
+        "padding_share": 1 - tokens / max(1, computed),
+        "steps": steps,
+    }

@@ -1,0 +1,265 @@
+"""Running the course: profiles, shared results, and executing every notebook in order.
+
+A profile fixes how much of SNLI each notebook uses, so the same notebooks serve CI (``tiny``),
+a CPU laptop (``quick``) and a GPU box with the whole corpus (``full``). Notebooks share results
+through one output folder (notebook 4's fine-tuned run is what notebook 5 analyses) and record
+their key numbers with :func:`record`, which the course summary table reads back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+RESULTS_FILE = "results.json"
+OUTPUT_ENV = "BERTNLI_COURSE_OUTPUT"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much data and training each notebook uses (None: the whole split)."""
+
+    name: str
+    train_size: int | None
+    dev_size: int | None
+    test_size: int | None
+    epochs: int
+    max_steps: int | None  # cap on optimizer steps of each fine-tuning run
+    compare_train_size: int | None  # the smaller runs that compare recipes and strategies
+    compare_epochs: int
+    compare_max_steps: int | None
+    analysis_size: int | None  # pairs shown in tables, histograms and widgets
+    max_lens: tuple[int, ...]  # max_len values swept in the truncation notebook
+    model: str = "minilm"
+    bigger_model: str = "minilm"  # the exercise's "bigger BERT" when bert.base is not at hand
+
+
+PROFILES: dict[str, Profile] = {
+    # CI: every cell runs on a few real pairs; numbers are not meaningful.
+    "tiny": Profile("tiny", 64, 64, 64, 1, 4, 48, 1, 2, 200, (16, 32)),
+    # A CPU laptop: the whole course in about a quarter of an hour.
+    "quick": Profile("quick", 2000, 1000, 2000, 2, None, 600, 1, None, 3000, (16, 24, 32, 64)),
+    # A GPU and the whole corpus.
+    "full": Profile("full", None, None, None, 3, None, 50000, 1, None, None,
+                    (16, 24, 32, 48, 64, 128), bigger_model="bert.base"),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def output_dir(default: str | Path = "course_output") -> Path:
+    """The folder notebooks share results through: $BERTNLI_COURSE_OUTPUT, else ``default``."""
+    folder = Path(os.environ.get(OUTPUT_ENV, default))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def record(notebook: str, key: str, value: Any, folder: str | Path | None = None) -> Any:
+    """Store one key number of a notebook for the course summary; returns the value."""
+    from .train import _atomic_write_text
+
+    path = Path(folder or output_dir()) / RESULTS_FILE
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results.setdefault(notebook, {})[key] = value
+    _atomic_write_text(json.dumps(results, indent=2), path)
+    return value
+
+
+def read_results(folder: str | Path) -> dict[str, dict[str, Any]]:
+    path = Path(folder) / RESULTS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def course_notebooks(selection: list[str] | None = None) -> list[Path]:
+    """The notebooks in reading order; ``selection`` picks by number ("3") or name."""
+    notebooks = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        raise FileNotFoundError(f"no notebooks found in {NOTEBOOK_DIR}")
+    if not selection:
+        return notebooks
+    chosen = []
+    for item in selection:
+        matches = [nb for nb in notebooks
+                   if nb.stem == item or nb.name == item or nb.stem.split("_")[0] == item.zfill(2)]
+        if not matches:
+            names = ", ".join(nb.stem for nb in notebooks)
+            raise ValueError(f"no notebook {item!r}; the course has {names}")
+        chosen += matches
+    return chosen
+
+
+def notebook_parameters(profile: str, output: Path, model: str | None, data_dir: str | None,
+                        device: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"profile": profile, "output_dir": str(output.resolve())}
+    if model:
+        params["model"] = model
+    if data_dir:
+        params["data_dir"] = str(Path(data_dir).resolve())
+    if device:
+        params["device"] = device
+    return params
+
+
+def _to_html(executed: Path) -> Path:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    html = executed.with_suffix(".html")
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def run_course(
+    profile: str = "quick",
+    output: Path = Path("course_output"),
+    notebooks: list[str] | None = None,
+    model: str | None = None,
+    data_dir: str | None = None,
+    device: str | None = None,
+    html: bool = True,
+    timeout: int = 3600,
+) -> list[dict[str, Any]]:
+    """Execute the notebooks in order with papermill; write executed copies (and HTML) to
+    ``output``; print and return a summary table. A failing notebook stops the course."""
+    import papermill
+
+    get_profile(profile)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    params = notebook_parameters(profile, output, model, data_dir, device)
+    summary: list[dict[str, Any]] = []
+    os.environ[OUTPUT_ENV] = str(output.resolve())
+    for notebook in course_notebooks(notebooks):
+        executed = output / notebook.name
+        tick = time.perf_counter()
+        status, error = "ok", ""
+        try:
+            papermill.execute_notebook(
+                str(notebook), str(executed), parameters=params, cwd=str(notebook.parent),
+                kernel_name="python3", progress_bar=False, execution_timeout=timeout,
+            )
+        except Exception as err:  # report which notebook failed, then stop
+            status, error = "failed", str(err).strip().splitlines()[-1][:200] if str(err) else ""
+        seconds = time.perf_counter() - tick
+        if html and executed.exists():
+            _to_html(executed)
+        row = {"notebook": notebook.stem, "seconds": round(seconds, 1), "status": status,
+               "key numbers": read_results(output).get(notebook.stem, {}), "error": error}
+        summary.append(row)
+        print(_summary_line(row), flush=True)
+        if status != "ok":
+            break
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(summary_table(summary))
+    return summary
+
+
+def _summary_line(row: dict[str, Any]) -> str:
+    return f"{row['notebook']}: {row['status']} in {row['seconds']:.0f} s {row['error']}".strip()
+
+
+def _format(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def summary_table(summary: list[dict[str, Any]]) -> str:
+    """A Markdown table of the course run: notebook, seconds, status, key numbers."""
+    lines = ["| notebook | seconds | status | key numbers |", "| --- | ---: | --- | --- |"]
+    for row in summary:
+        numbers = ", ".join(f"{k} {_format(v)}" for k, v in row["key numbers"].items())
+        lines.append(f"| {row['notebook']} | {row['seconds']:.0f} | {row['status']} | {numbers} |")
+    total = sum(row["seconds"] for row in summary)
+    lines.append(f"| total | {total:.0f} | | |")
+    return "\n".join(lines)
+
+
+def profile_dict(name: str) -> dict[str, Any]:
+    return dataclasses.asdict(get_profile(name))
+
+
+@dataclass
+class NotebookContext:
+    """What every notebook's set-up cell gives back: settings resolved once, in one place."""
+
+    notebook: str
+    profile: Profile
+    model: str
+    data_dir: Path
+    device: Any
+    seed: int
+    output: Path
+
+    def record(self, key: str, value: Any) -> Any:
+        """Keep a key number for the course summary (and return it, to show in the cell)."""
+        return record(self.notebook, key, value, self.output)
+
+    def path(self, name: str) -> Path:
+        """A file or folder in the shared output folder."""
+        return self.output / name
+
+
+def setup_notebook(
+    notebook: str,
+    *,
+    profile: str = "quick",
+    model: str | None = None,
+    data_dir: str | None = None,
+    device: str | None = None,
+    seed: int = 0,
+    output_dir: str | None = None,
+) -> NotebookContext:
+    """Resolve a notebook's parameters: profile, model, SNLI folder, device, seed, outputs.
+
+    Says what it chose, so nothing is silently different from what the reader asked for.
+    """
+    import warnings
+
+    import torch
+
+    from .devices import resolve_device
+    from .snli import SampleWarning, resolve_data_dir
+
+    chosen = get_profile(profile)
+    folder = resolve_data_dir(data_dir)
+    torch.manual_seed(seed)
+    warnings.simplefilter("once", SampleWarning)
+    ctx = NotebookContext(
+        notebook=notebook,
+        profile=chosen,
+        model=model or chosen.model,
+        data_dir=folder,
+        device=resolve_device(device),
+        seed=seed,
+        output=output_dir_for(output_dir),
+    )
+    print(f"profile {chosen.name} | model {ctx.model} | device {ctx.device} | data {folder} | "
+          f"outputs {ctx.output}")
+    return ctx
+
+
+def output_dir_for(explicit: str | None) -> Path:
+    if explicit:
+        folder = Path(explicit)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    return output_dir(NOTEBOOK_DIR.parent / "course_output")
+
+
+def show_source(obj: Any) -> Any:
+    """Display the package's own source of a function or class (one source of truth)."""
+    import inspect
+
+    from IPython.display import Code
+
+    return Code(inspect.getsource(obj), language="python")
