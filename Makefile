@@ -9,6 +9,9 @@ TORCH   ?= torch==2.13.0
 PROFILE ?= quick
 OUT     ?= course_output
 BIN      = $(VENV)/bin
+# Where SNLI is: $BERTNLI_DATA_DIR if set, else a shared copy beside the checkout if there is
+# one, else (empty) the code downloads the official zip.
+export BERTNLI_DATA_DIR ?= $(wildcard $(abspath ../shared/data/snli))
 
 .PHONY: course test lint setup setup-dev clean
 

@@ -74,7 +74,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     print(f"model {args.model}; train {len(train)}, dev {len(dev)}, test {len(test)} pairs; "
           f"preset {args.preset}", flush=True)
     info = RunInfo(model=args.model, max_len=args.max_len, truncation=args.truncation,
-                   freeze_encoder=args.freeze_encoder)
+                   freeze_encoder=args.freeze_encoder, pooling=args.pooling)
     started = time.perf_counter()
     outcome = finetune_run(out, info, train, dev, test, config, callbacks=[ProgressBar()],
                            resume=args.resume, reuse=False)
@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
     p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
     p.add_argument("--freeze-encoder", action="store_true", help="train only the MLP on <cls>")
+    p.add_argument("--pooling", default="cls", choices=["cls", "mean"],
+                   help="classify the <cls> state (the book) or the mean of all token states")
     p.add_argument("--output", required=True, help="folder for the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.set_defaults(func=cmd_finetune)

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,39 @@ class NotebookContext:
     def path(self, name: str) -> Path:
         """A file or folder in the shared output folder."""
         return self.output / name
+
+    def splits(self, train_size: int | str | None = "profile"):
+        """(train, dev, test) samples of SNLI at the profile's sizes, the same in every notebook.
+
+        ``train_size="compare"`` gives the smaller train sample of the comparison runs.
+        """
+        from .snli import read_records
+
+        size = {"profile": self.profile.train_size,
+                "compare": self.profile.compare_train_size}.get(train_size, train_size)
+        return (
+            read_records(self.data_dir, "train").sample(size, self.seed),
+            read_records(self.data_dir, "dev").sample(self.profile.dev_size, self.seed),
+            read_records(self.data_dir, "test").sample(self.profile.test_size, self.seed),
+        )
+
+    def train_config(self, preset_name: str = "tuned", *, compare: bool = False, **changes: Any):
+        """A preset sized for the profile: its epochs and step cap, this device and seed."""
+        from .train import preset
+
+        sizes = {"epochs": self.profile.compare_epochs if compare else self.profile.epochs,
+                 "max_steps": self.profile.compare_max_steps if compare else self.profile.max_steps}
+        return preset(preset_name, device=str(self.device), seed=self.seed, **{**sizes, **changes})
+
+    def main_run(self, callbacks: Sequence[Any] = ()):
+        """The course's main fine-tuning run (notebook 4), re-made only when missing, so that
+        notebooks 5 and 6 analyse the same model."""
+        from .runs import RunInfo, finetune_run
+
+        train, dev, test = self.splits()
+        return finetune_run(self.path(f"runs/main-{Path(self.model).name}"),
+                            RunInfo(model=self.model), train, dev, test, self.train_config(),
+                            callbacks=callbacks)
 
 
 def setup_notebook(

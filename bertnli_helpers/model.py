@@ -234,20 +234,41 @@ class BERTClassifier(nn.Module):
     """The book's NLI model: pretrained encoder and pooler, then a new ``Linear(hidden, 3)``.
 
     ``freeze_encoder=True`` keeps the encoder's weights fixed and trains only the MLP on top,
-    the cheap baseline that full fine-tuning is compared against.
+    the cheap baseline that full fine-tuning is compared against. ``pooling="mean"`` feeds the
+    MLP the mean of all valid token states instead of the ``<cls>`` state: better for encoders
+    trained as sentence embedders with mean pooling (such as MiniLM), whose ``<cls>`` state
+    was never trained to summarise the input.
     """
 
     def __init__(
-        self, bert: PretrainedBERT, num_classes: int = 3, *, freeze_encoder: bool = False
+        self,
+        bert: PretrainedBERT,
+        num_classes: int = 3,
+        *,
+        freeze_encoder: bool = False,
+        pooling: Literal["cls", "mean"] = "cls",
     ) -> None:
         super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
         self.config = bert.config
+        self.pooling = pooling
         self.encoder = bert.encoder
         self.hidden = bert.hidden
         self.output = nn.Linear(bert.config.hidden_size, num_classes)
         init_bert_weights(self.output)
         if freeze_encoder:
             self.encoder.requires_grad_(False)
+
+    def pool(self, encoded: torch.Tensor, valid_lens: torch.Tensor | None) -> torch.Tensor:
+        """The vector the MLP classifies: ``<cls>``'s state, or the mean over valid tokens."""
+        if self.pooling == "cls":
+            return encoded[:, 0, :]
+        if valid_lens is None:
+            return encoded.mean(dim=1)
+        keep = torch.arange(encoded.shape[1], device=encoded.device)[None, :] < valid_lens[:, None]
+        keep = keep.unsqueeze(-1).to(encoded.dtype)
+        return (encoded * keep).sum(dim=1) / keep.sum(dim=1)
 
     @property
     def encoder_frozen(self) -> bool:
@@ -258,7 +279,7 @@ class BERTClassifier(nn.Module):
     ) -> torch.Tensor:
         tokens, segments, valid_lens = inputs
         encoded = self.encoder(tokens, segments, valid_lens)
-        return self.output(self.hidden(encoded[:, 0, :]))
+        return self.output(self.hidden(self.pool(encoded, valid_lens)))
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -231,3 +231,41 @@ def strategy_comparison(rows: Sequence[dict] | pd.DataFrame, *, y: str = "accura
     ax.legend(title=by)
     fig.tight_layout()
     return fig
+
+
+def comparison_bars(values: pd.Series | dict[str, float], *, ylabel: str,
+                    title: str | None = None) -> Figure:
+    """One bar per run (the index), its value written on top: for side-by-side comparisons."""
+    series = pd.Series(values, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(series), 3.2))
+    bars = ax.bar([str(name) for name in series.index], series.to_numpy(), color="tab:blue")
+    for bar, value in zip(bars, series.to_numpy()):
+        ax.annotate(f"{value:.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=9)
+    ax.set(ylabel=ylabel, title=title or "")
+    ax.margins(y=0.15)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def learning_rate_schedule(config, total_steps: int) -> Figure:
+    """The learning rate at every step of a run with ``config`` (warm-up, then decay)."""
+    import torch
+
+    from .train import make_scheduler
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
+    scheduler = make_scheduler(optimizer, config, total_steps)
+    rates = []
+    for _ in range(total_steps):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    ax.plot(range(total_steps), rates)
+    ax.set(xlabel="optimizer step", ylabel="learning rate",
+           title=f"{config.schedule} schedule, warm-up {config.warmup_ratio:.0%} of the steps")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -47,6 +47,7 @@ class RunInfo:
     max_len: int = 128
     truncation: str = "longest_first"
     freeze_encoder: bool = False
+    pooling: str = "cls"  # what the MLP classifies: "cls" (the book) or "mean" of the tokens
     model_config: dict[str, Any] | None = None  # for "scratch" models
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -78,7 +79,7 @@ def build_classifier(
     config = BertConfig(**info.model_config) if info.model == "scratch" and info.model_config \
         else None
     bert, tokenizer = load_pretrained(info.model, config=config, device="cpu")
-    net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder)
+    net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
     return net.to(resolve_device(device)), tokenizer
 
 
@@ -138,7 +139,7 @@ def finetune_run(
     bert, tokenizer = load_pretrained(info.model, config=config_model, device="cpu",
                                       seed=config.seed)
     torch.manual_seed(config.seed)  # the new output layer starts the same in every run
-    net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder)
+    net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
     if info.model == "scratch":
         info.model_config = bert.config.to_dict()
     encode = {"max_len": info.max_len, "truncation": info.truncation}

@@ -11,6 +11,7 @@ killed half-way continues from its last checkpoint to the same result. The book'
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -627,6 +628,14 @@ def history_table(history: Iterable[dict[str, float]]) -> list[dict[str, float]]
 
 
 
+def _epochs(sampler):
+    epoch = 0
+    while True:
+        sampler.set_epoch(epoch)
+        yield iter(sampler)
+        epoch += 1
+
+
 def measure_throughput(
     model: nn.Module,
     dataset: SNLIBERTDataset,
@@ -642,14 +651,12 @@ def measure_throughput(
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.to(device).train()
     optimizer = make_optimizer(model, config)
-    batches = iter(batch_sampler(dataset, config, DistInfo()))
+    sampler = batch_sampler(dataset, config, DistInfo())
+    batches = itertools.chain.from_iterable(_epochs(sampler))  # small data: go round again
     examples = tokens = computed = 0
     seconds = 0.0
     for step in range(warmup + steps):
-        try:
-            indices = next(batches)
-        except StopIteration:
-            break
+        indices = next(batches)
         inputs, labels = _to(dataset.batch(indices, pad_to=config.pad_to), device)
         tick = time.perf_counter()
         loss = F.cross_entropy(model(inputs).float(), labels)

@@ -81,3 +81,20 @@ def test_config_rejects_heads_that_do_not_divide_hidden():
         BertConfig(vocab_size=10, flavour="gpt")
     assert BertConfig(vocab_size=10).layer_norm_eps == 1e-5
     assert BertConfig(vocab_size=10, flavour="hf").layer_norm_eps == 1e-12
+
+
+def test_mean_pooling_averages_only_the_valid_tokens():
+    bert = tiny("hf")
+    net = BERTClassifier(bert, pooling="mean").eval()
+    tokens = torch.randint(5, 50, (2, 7))
+    segments = torch.zeros_like(tokens)
+    valid = torch.tensor([7, 4])
+    encoded = net.encoder(tokens, segments, valid)
+    pooled = net.pool(encoded, valid)
+    torch.testing.assert_close(pooled[1], encoded[1, :4].mean(0))
+    torch.testing.assert_close(pooled[0], encoded[0].mean(0))
+    alone = net((tokens[1:, :4], segments[1:, :4], valid[1:]))
+    torch.testing.assert_close(net((tokens, segments, valid))[1:], alone, atol=1e-5, rtol=1e-5)
+    assert BERTClassifier(bert).pooling == "cls"
+    with pytest.raises(ValueError, match="pooling must be"):
+        BERTClassifier(bert, pooling="max")

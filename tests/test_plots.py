@@ -205,3 +205,18 @@ def test_strategy_comparison_sorts_x_and_checks_columns():
     assert list(ax.lines[0].get_ydata()) == [0.6, 0.7]
     with pytest.raises(ValueError, match="truncated_share"):
         plots.strategy_comparison(rows, y="truncated_share")
+
+
+def test_comparison_bars_and_learning_rate_schedule():
+    from bertnli_helpers.plots import comparison_bars, learning_rate_schedule
+    from bertnli_helpers.train import preset
+
+    fig = comparison_bars({"book recipe": 0.61, "tuned recipe": 0.74}, ylabel="dev accuracy")
+    ax = fig.axes[0]
+    assert [p.get_height() for p in ax.patches] == [0.61, 0.74]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["book recipe", "tuned recipe"]
+    assert ax.get_ylabel() == "dev accuracy"
+    fig = learning_rate_schedule(preset("tuned", lr=1e-4, warmup_ratio=0.1), total_steps=100)
+    rates = fig.axes[0].lines[0].get_ydata()
+    assert len(rates) == 100 and max(rates) == pytest.approx(1e-4, rel=0.02)
+    assert int(np.argmax(rates)) in (9, 10) and rates[-1] < 2e-6  # warm-up, then decay to ~0

@@ -1,0 +1,74 @@
+"""The course itself: every notebook runs top to bottom (tiny profile, real SNLI, real kernel)."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from bertnli_helpers.course import (
+    NOTEBOOK_DIR,
+    course_notebooks,
+    get_profile,
+    read_results,
+    run_course,
+    summary_table,
+)
+
+EXPECTED = ["01_pretrained_bert", "02_snli_dataset", "03_truncation", "04_fine_tuning",
+            "05_error_analysis", "06_exercises"]
+
+
+def test_the_course_has_six_notebooks_in_reading_order():
+    assert [nb.stem for nb in course_notebooks()] == EXPECTED
+    assert [nb.stem for nb in course_notebooks(["3", "05_error_analysis"])] == [
+        "03_truncation", "05_error_analysis"]
+    with pytest.raises(ValueError, match="no notebook '9'"):
+        course_notebooks(["9"])
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebooks_are_stored_clean_with_a_parameters_cell(name):
+    nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "strip outputs"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters' (papermill)"
+    for parameter in ("profile", "model", "data_dir", "device", "seed"):
+        assert f"{parameter} =" in tagged[0].source
+    assert nb.cells[0].cell_type == "markdown" and "learn" in nb.cells[0].source.lower()
+    assert any("exercise" in c.source.lower() for c in nb.cells if c.cell_type == "markdown")
+    text = "\n".join(c.source for c in code)
+    assert "bertnli_helpers" in text
+    # teaching cells show the package's own source rather than a second copy of it
+    assert "def " not in text or "show_source" in text
+
+
+def test_profiles_are_ordered_by_size():
+    tiny, quick = get_profile("tiny"), get_profile("quick")
+    assert tiny.train_size < quick.train_size and get_profile("full").train_size is None
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("huge")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_every_notebook_runs_in_the_tiny_profile(snli_dir, tmp_path):
+    out = tmp_path / "course"
+    summary = run_course(profile="tiny", output=out, data_dir=str(snli_dir), device="cpu")
+    failed = [row for row in summary if row["status"] != "ok"]
+    assert not failed, failed
+    assert [row["notebook"] for row in summary] == EXPECTED
+    for name in EXPECTED:
+        executed = nbformat.read(out / f"{name}.ipynb", as_version=4)
+        errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert not errors, (name, errors[:1])
+        assert (out / f"{name}.html").stat().st_size > 10_000
+    results = read_results(out)
+    assert set(results) == set(EXPECTED), "each notebook records its key numbers"
+    assert 0.0 <= results["04_fine_tuning"]["test_accuracy"] <= 1.0
+    assert "| 04_fine_tuning |" in summary_table(summary)
+    assert json.loads((out / "summary.json").read_text())[0]["status"] == "ok"
