@@ -1,11 +1,12 @@
 """SNLI pairs as BERT inputs: ``<cls> premise <sep> hypothesis <sep>``, stored compactly.
 
 The book pads every pair to ``max_len`` and builds them with a pool of Python processes. Here the
-whole split is tokenized in one batch call, truncated by a named strategy, and stored ragged (one
-flat ``int32`` array of ids plus offsets): nothing is padded in memory. Batches are padded only to
-their longest pair, and a length-bucketed sampler groups pairs of similar length so that little
-padding is left at all. The encoded split is cached on disk, keyed by its content, the tokenizer,
-the strategy and ``max_len``, and written atomically.
+split is tokenized in large batch calls, the pairs that do not fit are truncated by a named
+strategy, and all are stored ragged (one flat ``int32`` array of ids plus offsets): nothing is
+padded in memory. Batches are padded only to their longest pair, and a length-bucketed sampler
+groups pairs of similar length so that little padding is left at all. The encoded split is
+cached on disk, keyed by its content, the tokenizer, the strategy and ``max_len``, and written
+atomically.
 """
 
 from __future__ import annotations
@@ -94,6 +95,61 @@ def pairs_fingerprint(
     return digest.hexdigest()
 
 
+ENCODE_CHUNK = 32_768  # pairs per tokenizer batch call: bounds the memory its output takes
+
+
+def _token_ids(tokenizer: TextTokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of many texts (no special tokens).
+
+    The book's vocabulary goes through the tokenizer's own book split (``tokenize``:
+    ``text.lower().split()``, exactly ``d2l.tokenize``) and its ``token_to_idx`` lookup (as
+    ``tokenizer[tokens]`` does it): the same ids as ``encode_batch``, about ten times faster,
+    because for a word-level vocabulary the ``tokenizers`` library spends its time building one
+    ``Encoding`` object per text.
+    """
+    if tokenizer.kind == "book":
+        tokenize, get, unk = tokenizer.tokenize, tokenizer.token_to_idx.get, tokenizer.unk_id
+        return [[get(token, unk) for token in tokenize(text)] for text in texts]
+    return tokenizer.encode_batch(texts)
+
+
+def _pack_chunk(
+    p_ids: list, h_ids: list, strategy, budget: int, cls: int, sep: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Truncate the pairs that do not fit and lay ``<cls> p <sep> h <sep>`` out back to back.
+
+    Only the pairs over the budget go through the strategy (Python, one call each); the copying
+    into the flat array is vectorised. Returns (ids, row lengths, premise kept, premise full,
+    hypothesis full).
+    """
+    m = len(p_ids)
+    p_full = np.fromiter(map(len, p_ids), dtype=np.int64, count=m)
+    h_full = np.fromiter(map(len, h_ids), dtype=np.int64, count=m)
+    for i in np.flatnonzero(p_full + h_full > budget).tolist():
+        p_ids[i], h_ids[i] = strategy(p_ids[i], h_ids[i], budget)
+        if len(p_ids[i]) + len(h_ids[i]) > budget:
+            raise ValueError(
+                f"truncation strategy {getattr(strategy, '__name__', strategy)!r} kept "
+                f"{len(p_ids[i]) + len(h_ids[i])} tokens of a pair, more than the budget {budget}"
+            )
+    p_len = np.fromiter(map(len, p_ids), dtype=np.int64, count=m)
+    h_len = np.fromiter(map(len, h_ids), dtype=np.int64, count=m)
+    p_flat = np.fromiter(itertools.chain.from_iterable(p_ids), np.int32, int(p_len.sum()))
+    h_flat = np.fromiter(itertools.chain.from_iterable(h_ids), np.int32, int(h_len.sum()))
+    row_len = p_len + h_len + SPECIAL_TOKENS_PER_PAIR
+    row_start = np.cumsum(row_len) - row_len
+    out = np.empty(int(row_len.sum()), dtype=np.int32)
+    out[row_start] = cls
+    out[row_start + p_len + 1] = sep
+    out[row_start + row_len - 1] = sep
+    # token j of a side goes to its row's start of that side + j
+    p_pos = np.repeat(row_start + 1 - (np.cumsum(p_len) - p_len), p_len)
+    out[p_pos + np.arange(len(p_flat))] = p_flat
+    h_pos = np.repeat(row_start + p_len + 2 - (np.cumsum(h_len) - h_len), h_len)
+    out[h_pos + np.arange(len(h_flat))] = h_flat
+    return out, row_len, p_len, p_full, h_full
+
+
 def encode_pairs(
     premises: Sequence[str],
     hypotheses: Sequence[str],
@@ -101,36 +157,45 @@ def encode_pairs(
     tokenizer: TextTokenizer,
     max_len: int,
     truncation: str = "longest_first",
+    *,
+    chunk_size: int = ENCODE_CHUNK,
 ) -> EncodedPairs:
-    """Tokenize all pairs in two batch calls, truncate each pair, pack them back to back."""
+    """Tokenize the pairs in batch calls of ``chunk_size`` pairs, truncate the pairs that do not
+    fit, and pack them back to back; memory beyond the result stays bounded by the chunk."""
     budget = max_len - SPECIAL_TOKENS_PER_PAIR
     if budget < 2:
         raise ValueError(f"max_len must be at least 5 to hold <cls> p <sep> h <sep>, not {max_len}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    premises, hypotheses, labels = _as_triple((premises, hypotheses, labels), "book")
     strategy = get_strategy(truncation)
-    p_ids = tokenizer.encode_batch(premises)
-    h_ids = tokenizer.encode_batch(hypotheses)
-    cls, sep = [tokenizer.cls_id], [tokenizer.sep_id]
-    n = len(p_ids)
-    premise_full = np.fromiter(map(len, p_ids), dtype=np.int32, count=n)
-    hypothesis_full = np.fromiter(map(len, h_ids), dtype=np.int32, count=n)
-    rows: list[list[int]] = []
-    premise_lens = np.empty(n, dtype=np.int32)
-    for i, (p, h) in enumerate(zip(p_ids, h_ids)):
-        if len(p) + len(h) > budget:
-            p, h = strategy(p, h, budget)
-        premise_lens[i] = len(p)
-        rows.append(cls + p + sep + h + sep)
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=n)
+    n = len(premises)
+    parts = []
+    for start in range(0, n, chunk_size):
+        stop = min(n, start + chunk_size)
+        parts.append(
+            _pack_chunk(
+                _token_ids(tokenizer, premises[start:stop]),
+                _token_ids(tokenizer, hypotheses[start:stop]),
+                strategy,
+                budget,
+                tokenizer.cls_id,
+                tokenizer.sep_id,
+            )
+        )
+    ids, lengths, premise_lens, premise_full, hypothesis_full = (
+        np.concatenate([part[k] for part in parts]) if parts else np.empty(0, dtype=np.int64)
+        for k in range(5)
+    )
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    ids = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(offsets[-1]))
     return EncodedPairs(
-        ids=ids,
+        ids=ids.astype(np.int32, copy=False),
         offsets=offsets,
-        premise_lens=premise_lens,
-        premise_full=premise_full,
-        hypothesis_full=hypothesis_full,
-        labels=np.asarray(labels, dtype=np.int64),
+        premise_lens=premise_lens.astype(np.int32),
+        premise_full=premise_full.astype(np.int32),
+        hypothesis_full=hypothesis_full.astype(np.int32),
+        labels=np.asarray(labels, dtype=np.int64).reshape(n),
     )
 
 

@@ -231,6 +231,47 @@ def test_missing_file_lists_names_tried(tmp_path):
     assert order == sorted(order)
 
 
+def test_no_folder_given_downloads_the_official_zip(
+    monkeypatch, http_server, snli_dir, dev, dev_rows
+):
+    """No argument and no $BERTNLI_DATA_DIR: the hub's SNLI zip is fetched, verified, unpacked."""
+    import zipfile
+
+    from bertnli_helpers import hub
+
+    rows = {"dev": dev_rows}
+    for split in ("train", "test"):
+        with gzip.open(snli_dir / f"snli_1.0_{split}.jsonl.gz", "rt", encoding="utf-8") as f:
+            rows[split] = [json.loads(next(f)) for _ in range(200)]
+    archive = http_server.root / "snli_1.0.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:  # the official layout
+        zf.writestr("snli_1.0/", "")
+        zf.writestr("snli_1.0/README.txt", "Stanford Natural Language Inference corpus\n")
+        for split, split_rows in rows.items():
+            jsonl = "".join(json.dumps(r) + "\n" for r in split_rows)
+            txt = "\n".join(["\t".join(TXT_COLUMNS), *(txt_line(r) for r in split_rows)])
+            zf.writestr(f"snli_1.0/snli_1.0_{split}.jsonl", jsonl)
+            zf.writestr(f"snli_1.0/snli_1.0_{split}.txt", txt + "\n")
+        zf.writestr("__MACOSX/snli_1.0/._snli_1.0_dev.jsonl", b"\x00\x05\x16\x07")
+    sha1 = hub.sha1_of(archive)
+    url = http_server.url("snli_1.0.zip")
+    monkeypatch.setitem(hub.REGISTRY, "SNLI", hub.Resource("SNLI", url, sha1, "snli_1.0"))
+    monkeypatch.delenv(snli.DATA_DIR_ENV, raising=False)
+
+    premises, hypotheses, labels = read_snli(None, "dev")
+    n = sum(r["gold_label"] != "-" for r in dev_rows)
+    assert (premises, hypotheses, labels) == tuple(x[:n] for x in dev.triple("book"))
+    folder = snli.resolve_data_dir()
+    assert folder == hub.cache_dir() / "snli_1.0" / "snli_1.0"
+    assert (hub.cache_dir() / "snli_1.0.zip").is_file()
+    assert read_records(None, "dev").path == folder / "snli_1.0_dev.jsonl"
+    archive.unlink()  # from now on the server has nothing: the verified copy is re-used
+    test = read_snli(None, "test", text="raw")
+    assert test[0][0].startswith("This church choir sings to the masses") and len(test[0]) > 190
+    with pytest.warns(SampleWarning, match="200 usable train pairs"):
+        assert len(read_snli(None, "train")[0]) == 200  # the first 200 train lines have no '-'
+
+
 # --- malformed input -------------------------------------------------------------------------
 
 
