@@ -6,7 +6,8 @@ Run by hand (not in CI):
 
 For two model sizes, both on the same real SNLI pairs and the same batch size:
   * ``minilm``: all-MiniLM-L6-v2 (6 layers, 384 hidden, 12 heads, 1536 FFN);
-  * ``book-small``: a scratch BERT of the book's small size (2 layers, 256 hidden, 4 heads, 512 FFN).
+  * ``book-small``: a scratch BERT of the book's small size (2 layers, 256 hidden, 4 heads,
+    512 FFN).
 and three pipelines:
   * ``ours``: length-bucketed batches padded to their longest pair, SDPA attention;
   * ``ours, pad 128``: our model, but every batch padded to 128 (isolates the padding gain);
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertnli_helpers.data import LengthBucketSampler, RandomBatchSampler, SNLIBERTDataset
-from bertnli_helpers.model import BertConfig, BERTClassifier
+from bertnli_helpers.model import BERTClassifier, BertConfig
 from bertnli_helpers.pretrained import load_pretrained
 from bertnli_helpers.snli import read_records
 
@@ -182,7 +183,8 @@ def main() -> None:
         "rows": rows,
         "speedup": {n: float(np.round(
             next(r for r in rows if r["model"] == n and r["pipeline"] == "ours")["examples_per_s"]
-            / next(r for r in rows if r["model"] == n and r["pipeline"] == "book")["examples_per_s"],
+            / next(r for r in rows if r["model"] == n and r["pipeline"] == "book")[
+                "examples_per_s"],
             2)) for n in SIZES},
     }, indent=2))
     print(f"wrote {out}")
