@@ -230,7 +230,8 @@ class NotebookContext:
 
         sizes = {"epochs": self.profile.compare_epochs if compare else self.profile.epochs,
                  "max_steps": self.profile.compare_max_steps if compare else self.profile.max_steps}
-        return preset(preset_name, device=str(self.device), seed=self.seed, **{**sizes, **changes})
+        settings = {"device": str(self.device), "seed": self.seed, **sizes, **changes}
+        return preset(preset_name, **settings)
 
     def main_run(self, callbacks: Sequence[Any] = ()):
         """The course's main fine-tuning run (notebook 4), re-made only when missing, so that

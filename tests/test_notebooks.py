@@ -72,3 +72,14 @@ def test_every_notebook_runs_in_the_tiny_profile(snli_dir, tmp_path):
     assert 0.0 <= results["04_fine_tuning"]["test_accuracy"] <= 1.0
     assert "| 04_fine_tuning |" in summary_table(summary)
     assert json.loads((out / "summary.json").read_text())[0]["status"] == "ok"
+
+
+def test_notebook_context_train_config_lets_the_notebook_override_anything(snli_dir, tmp_path):
+    from bertnli_helpers.course import setup_notebook
+
+    ctx = setup_notebook("04_fine_tuning", profile="tiny", data_dir=str(snli_dir), device="cpu",
+                         output_dir=str(tmp_path))
+    config = ctx.train_config("tuned", compare=True, seed=7, lr=3e-4)
+    assert (config.seed, config.lr, config.device) == (7, 3e-4, "cpu")
+    assert config.epochs == ctx.profile.compare_epochs
+    assert config.max_steps == ctx.profile.compare_max_steps
