@@ -148,11 +148,21 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+def _can_fuse(model: nn.Module) -> bool:
+    """PyTorch's fused Adam kernels run on CPU and CUDA float weights; elsewhere use the default."""
+    return all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
+               for p in model.parameters())
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (or the book's Adam), fused into one kernel where PyTorch can: on 2 CPU cores the
+    per-parameter default update is ~9x slower and costs a book-sized BERT a third of each step
+    (measured in benchmarks/train_throughput.py)."""
+    fused = {"fused": True} if _can_fuse(model) else {}
     if config.optimizer == "adam":
         params = [p for p in model.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
+    return torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, **fused)
 
 
 def make_scheduler(
