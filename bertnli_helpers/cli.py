@@ -225,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
     p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
     p.add_argument("--freeze-encoder", action="store_true", help="train only the MLP on <cls>")
-    p.add_argument("--pooling", default="cls", choices=["cls", "mean"],
-                   help="classify the <cls> state (the book) or the mean of all token states")
+    p.add_argument("--pooling", default="cls", choices=["cls", "mean", "pair"],
+                   help="what the classifier reads: the <cls> state (the book), the mean of all "
+                   "token states, or 'pair': premise and hypothesis means compared")
     p.add_argument("--output", required=True, help="folder for the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.set_defaults(func=cmd_finetune)

@@ -230,14 +230,22 @@ class PretrainedBERT(nn.Module):
         return encoded, self.hidden(encoded[:, 0, :])
 
 
+POOLINGS = ("cls", "mean", "pair")
+
+
 class BERTClassifier(nn.Module):
     """The book's NLI model: pretrained encoder and pooler, then a new ``Linear(hidden, 3)``.
 
     ``freeze_encoder=True`` keeps the encoder's weights fixed and trains only the MLP on top,
-    the cheap baseline that full fine-tuning is compared against. ``pooling="mean"`` feeds the
-    MLP the mean of all valid token states instead of the ``<cls>`` state: better for encoders
-    trained as sentence embedders with mean pooling (such as MiniLM), whose ``<cls>`` state
-    was never trained to summarise the input.
+    the cheap baseline that full fine-tuning is compared against. ``pooling`` picks the vector
+    the MLP classifies:
+
+    * ``"cls"`` (the book): the ``<cls>`` state, through the pretrained pooler;
+    * ``"mean"``: the mean of all valid token states, for encoders trained as sentence embedders
+      with mean pooling (such as MiniLM), whose ``<cls>`` state never learned to summarise;
+    * ``"pair"``: the mean of the premise's tokens ``u`` and of the hypothesis's ``v``, compared
+      as Sentence-BERT compares sentences, ``[u, v, |u - v|, u * v]``, through a new
+      ``Linear(4 * hidden, hidden)`` + Tanh (the pretrained pooler has the wrong input size).
     """
 
     def __init__(
@@ -246,29 +254,44 @@ class BERTClassifier(nn.Module):
         num_classes: int = 3,
         *,
         freeze_encoder: bool = False,
-        pooling: Literal["cls", "mean"] = "cls",
+        pooling: Literal["cls", "mean", "pair"] = "cls",
     ) -> None:
         super().__init__()
-        if pooling not in ("cls", "mean"):
-            raise ValueError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         self.config = bert.config
         self.pooling = pooling
         self.encoder = bert.encoder
-        self.hidden = bert.hidden
-        self.output = nn.Linear(bert.config.hidden_size, num_classes)
+        hidden_size = bert.config.hidden_size
+        if pooling == "pair":
+            self.hidden = nn.Sequential(nn.Linear(4 * hidden_size, hidden_size), nn.Tanh())
+            init_bert_weights(self.hidden[0])
+        else:
+            self.hidden = bert.hidden
+        self.output = nn.Linear(hidden_size, num_classes)
         init_bert_weights(self.output)
         if freeze_encoder:
             self.encoder.requires_grad_(False)
 
-    def pool(self, encoded: torch.Tensor, valid_lens: torch.Tensor | None) -> torch.Tensor:
-        """The vector the MLP classifies: ``<cls>``'s state, or the mean over valid tokens."""
+    def pool(
+        self,
+        encoded: torch.Tensor,
+        valid_lens: torch.Tensor | None,
+        segments: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The vector the MLP classifies (see the class docstring)."""
         if self.pooling == "cls":
             return encoded[:, 0, :]
-        if valid_lens is None:
-            return encoded.mean(dim=1)
-        keep = torch.arange(encoded.shape[1], device=encoded.device)[None, :] < valid_lens[:, None]
-        keep = keep.unsqueeze(-1).to(encoded.dtype)
-        return (encoded * keep).sum(dim=1) / keep.sum(dim=1)
+        positions = torch.arange(encoded.shape[1], device=encoded.device)[None, :]
+        valid = (positions < valid_lens[:, None] if valid_lens is not None
+                 else torch.ones(encoded.shape[:2], dtype=torch.bool, device=encoded.device))
+        if self.pooling == "mean":
+            return _masked_mean(encoded, valid)
+        if segments is None:
+            raise ValueError("pooling='pair' needs the segment ids to tell premise from hypothesis")
+        u = _masked_mean(encoded, valid & (segments == 0))  # <cls> premise <sep>
+        v = _masked_mean(encoded, valid & (segments == 1))  # hypothesis <sep>
+        return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
 
     @property
     def encoder_frozen(self) -> bool:
@@ -279,7 +302,13 @@ class BERTClassifier(nn.Module):
     ) -> torch.Tensor:
         tokens, segments, valid_lens = inputs
         encoded = self.encoder(tokens, segments, valid_lens)
-        return self.output(self.hidden(self.pool(encoded, valid_lens)))
+        return self.output(self.hidden(self.pool(encoded, valid_lens, segments)))
+
+
+def _masked_mean(encoded: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean of the token states where ``keep`` is true (a zero vector where it never is)."""
+    weights = keep.unsqueeze(-1).to(encoded.dtype)
+    return (encoded * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -98,3 +98,22 @@ def test_mean_pooling_averages_only_the_valid_tokens():
     assert BERTClassifier(bert).pooling == "cls"
     with pytest.raises(ValueError, match="pooling must be"):
         BERTClassifier(bert, pooling="max")
+
+
+def test_pair_pooling_compares_the_premise_and_hypothesis_means():
+    bert = tiny("hf")
+    net = BERTClassifier(bert, pooling="pair").eval()
+    tokens = torch.randint(5, 50, (2, 8))
+    segments = torch.tensor([[0, 0, 0, 1, 1, 0, 0, 0], [0, 0, 0, 0, 1, 1, 1, 1]])
+    valid = torch.tensor([5, 8])  # the first pair is padded after its 5 tokens
+    encoded = net.encoder(tokens, segments, valid)
+    pooled = net.pool(encoded, valid, segments)
+    u, v = encoded[0, :3].mean(0), encoded[0, 3:5].mean(0)  # padding counts for neither side
+    torch.testing.assert_close(pooled[0], torch.cat([u, v, (u - v).abs(), u * v]))
+    hidden = bert.config.hidden_size
+    assert net.hidden[0].in_features == 4 * hidden and net.output.in_features == hidden
+    assert net((tokens, segments, valid)).shape == (2, 3)
+    alone = net((tokens[:1, :5], segments[:1, :5], valid[:1]))
+    torch.testing.assert_close(net((tokens, segments, valid))[:1], alone, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="segment ids"):
+        net.pool(encoded, valid)
