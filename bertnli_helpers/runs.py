@@ -4,11 +4,16 @@
 classifier settings; with ``best_model.pt`` beside it, ``load_finetuned(folder)`` rebuilds the
 fine-tuned classifier and its tokenizer. Notebook 5 analyses what notebook 4 trained this way,
 and ``bertnli evaluate`` / ``predict`` use the same function.
+
+``run_inputs.json`` records everything that decided the run: the ``RunInfo`` as asked, the
+``TrainConfig`` (but its ``device``) and a fingerprint of the train, dev and test pairs.
+``finetune_run(reuse=True)`` loads a finished run only when all of them match the call's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .data import SNLIBERTDataset
+from .data import SNLIBERTDataset, pairs_fingerprint
 from .devices import resolve_device
 from .model import BERTClassifier, BertConfig
 from .pretrained import load_pretrained
@@ -25,6 +30,8 @@ from .snli import SNLISplit
 from .tokenization import TextTokenizer
 from .train import (
     BEST_WEIGHTS_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
     HISTORY_FILE,
     Callback,
     CheckpointError,
@@ -37,6 +44,10 @@ from .train import (
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
+INPUTS_FILE = "run_inputs.json"
+# What a run writes into its folder: removed before a fresh run, so nothing stale survives it.
+RUN_FILES = (RUN_FILE, METRICS_FILE, INPUTS_FILE, BEST_WEIGHTS_FILE, CHECKPOINT_FILE,
+             HISTORY_FILE, CONFIG_FILE)
 
 
 @dataclass
@@ -101,15 +112,68 @@ def write_metrics(folder: str | Path, metrics: dict[str, Any]) -> Path:
     return path
 
 
+def split_fingerprint(split: SNLISplit | None) -> dict[str, Any] | None:
+    """Number of pairs and a short sha1 of their ids, sentences and labels (None: no split)."""
+    if split is None:
+        return None
+    digest = hashlib.sha1(pairs_fingerprint(*split.triple("raw")).encode())
+    digest.update("\x1e".join(r.pair_id for r in split.records).encode())
+    return {"pairs": len(split), "sha1": digest.hexdigest()[:16]}
+
+
+def run_inputs(info: RunInfo, train: SNLISplit, dev: SNLISplit, test: SNLISplit | None,
+               config: TrainConfig) -> dict[str, Any]:
+    """What decides a run's result, as ``run_inputs.json`` stores it (``device`` left out)."""
+    train_config = dataclasses.asdict(config)
+    train_config.pop("device")
+    inputs = {"info": dataclasses.asdict(info), "train_config": train_config,
+              "data": {name: split_fingerprint(split)
+                       for name, split in (("train", train), ("dev", dev), ("test", test))}}
+    return json.loads(json.dumps(inputs))  # compared with what JSON gives back
+
+
+def saved_inputs(folder: str | Path) -> dict[str, Any] | None:
+    """The ``run_inputs.json`` of a run folder; None when missing or unreadable (old runs)."""
+    try:
+        return json.loads((Path(folder) / INPUTS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _differences(saved: dict[str, Any] | None, wanted: dict[str, Any],
+                 parts: Sequence[str] = ("info", "train_config", "data")) -> list[str]:
+    """The settings that differ between a saved run and this call ('everything': none saved)."""
+    if not isinstance(saved, dict):
+        return [f"everything (no readable {INPUTS_FILE})"]
+    found = []
+    for part in parts:
+        old, new = saved.get(part), wanted[part]
+        if not isinstance(old, dict):
+            found.append(part)
+            continue
+        found += [f"{part}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
+                  for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return found
+
+
+def _clear_run_files(folder: Path) -> None:
+    """Remove what an earlier run wrote (only the run's own files: nothing else is touched)."""
+    for name in RUN_FILES:
+        (folder / name).unlink(missing_ok=True)
+
+
 @dataclass
 class RunOutcome:
-    """A finished run: the best-on-dev classifier, its tokenizer, metrics and history."""
+    """A finished run: the best-on-dev classifier, its tokenizer, metrics and history, how it
+    was made (``info``) and where it is saved (``folder``)."""
 
     net: BERTClassifier
     tokenizer: TextTokenizer
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
     reused: bool
+    info: RunInfo
+    folder: Path
 
 
 def finetune_run(
@@ -123,16 +187,39 @@ def finetune_run(
     callbacks: Sequence[Callback] = (),
     resume: bool = False,
     reuse: bool = True,
+    keep_checkpoint: bool = True,
 ) -> RunOutcome:
-    """Fine-tune ``info.model`` into ``folder`` and evaluate it on test; with ``reuse``, a run
-    already finished there is loaded instead of trained again (how notebooks share runs)."""
+    """Fine-tune ``info.model`` into ``folder`` and evaluate it on test.
+
+    With ``reuse``, a run finished there is loaded instead of trained again (how notebooks share
+    runs), but only when it was made with the same ``info``, ``config`` (its ``device`` aside) and
+    train/dev/test pairs; any other run there (or one too old to say) is replaced by a new one.
+    ``resume`` continues an interrupted run from its ``checkpoint.pt``; its pairs and ``info`` must
+    be this call's. ``keep_checkpoint=False`` deletes that (large) resumable checkpoint once the
+    run is finished; ``best_model.pt`` stays, which is all ``load_finetuned`` needs.
+    """
     folder = Path(folder)
-    if reuse and is_finished_run(folder) and (folder / METRICS_FILE).exists():
-        net, tokenizer, _ = load_finetuned(folder, device=config.device if config.device != "auto"
-                                           else None)
+    wanted = run_inputs(info, train, dev, test, config)
+    saved = saved_inputs(folder)
+    finished = is_finished_run(folder) and (folder / METRICS_FILE).exists()
+    if reuse and finished and not _differences(saved, wanted):
+        net, tokenizer, saved_info = load_finetuned(
+            folder, device=config.device if config.device != "auto" else None)
         history = json.loads((folder / HISTORY_FILE).read_text())
+        if not keep_checkpoint:
+            (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
         return RunOutcome(net, tokenizer, json.loads((folder / METRICS_FILE).read_text()),
-                          history, reused=True)
+                          history, reused=True, info=saved_info, folder=folder)
+    resume = resume and not (reuse and finished)  # a finished run of other settings: replaced
+    if resume and saved is not None:  # older folders: fine_tune's own checks only
+        differ = _differences(saved, wanted, ("info",)) + [
+            d for d in _differences(saved, wanted, ("data",)) if not d.startswith("data.test")]
+        if differ:
+            raise CheckpointError(f"cannot resume the run in {folder}: it was made with other "
+                                  f"settings or pairs ({'; '.join(differ)})")
+    if not resume:
+        _clear_run_files(folder)  # no stale checkpoint, best weights or metrics survive
+    info = dataclasses.replace(info, extra=dict(info.extra))  # the caller's stays as asked
     config_model = None
     if info.model == "scratch" and info.model_config:
         config_model = BertConfig(**info.model_config)
@@ -146,6 +233,8 @@ def finetune_run(
     train_set = SNLIBERTDataset(train, tokenizer, **encode)
     dev_set = SNLIBERTDataset(dev, tokenizer, **encode)
     folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(json.dumps(wanted, indent=2), folder / INPUTS_FILE)  # before training,
+    # so that resuming an interrupted run can check it continues the same one
     result = fine_tune(net, train_set, dev_set, config, callbacks=callbacks, output_dir=folder,
                        resume_from=folder if resume else None)
     metrics: dict[str, Any] = {
@@ -162,7 +251,10 @@ def finetune_run(
         metrics.update(test_accuracy=test_metrics["accuracy"], test_loss=test_metrics["loss"])
     info.save(folder)
     write_metrics(folder, metrics)
-    return RunOutcome(net.eval(), tokenizer, metrics, result.history, reused=False)
+    if not keep_checkpoint:
+        (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+    return RunOutcome(net.eval(), tokenizer, metrics, result.history, reused=False, info=info,
+                      folder=folder)
 
 
 def _mean(values: list[float]) -> float:

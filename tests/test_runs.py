@@ -1,0 +1,151 @@
+"""Run folders: re-used only when made with the same settings and pairs, resumable, slimmed.
+
+Tiny scratch BERTs fine-tuned for 2 steps on 32 real SNLI pairs: what is checked is which runs
+are re-used, re-made or resumed, and which files a run leaves, not what the model learns.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import replace
+
+import pytest
+import torch
+
+from bertnli_helpers.runs import (
+    INPUTS_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    RunInfo,
+    finetune_run,
+    load_finetuned,
+    split_fingerprint,
+)
+from bertnli_helpers.snli import SampleWarning, read_records
+from bertnli_helpers.train import (
+    BEST_WEIGHTS_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    Callback,
+    CheckpointError,
+    TrainConfig,
+)
+
+TINY = dict(vocab_size=30522, hidden_size=32, num_layers=1, num_heads=2, ffn_size=64, max_len=64,
+            flavour="hf")
+CONFIG = TrainConfig(epochs=1, batch_size=16, max_steps=2, device="cpu", eval_batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def splits(snli_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SampleWarning)
+        train = read_records(snli_dir, "train")
+    dev = read_records(snli_dir, "dev")
+    return train.sample(32, 1), dev.sample(24, 1), dev.sample(24, 2), train.sample(32, 2)
+
+
+class _StopAfterOneEpoch(Callback):
+    def on_epoch_end(self, state, record) -> None:
+        state.stop = True
+
+
+def _info(**changes) -> RunInfo:
+    return RunInfo(**{"model": "scratch", "max_len": 48, "model_config": dict(TINY), **changes})
+
+
+def _run(folder, splits, config=CONFIG, info=None, **kwargs):
+    train, dev, test, _ = splits
+    return finetune_run(folder, info or _info(), train, dev, test, config, **kwargs)
+
+
+def test_split_fingerprint_follows_the_pairs(splits):
+    train, *_, other_train = splits
+    records = list(train.records)
+    assert split_fingerprint(train) == split_fingerprint(replace(train, records=records))
+    assert split_fingerprint(train)["pairs"] == 32
+    assert split_fingerprint(train) != split_fingerprint(other_train)
+    records[0] = replace(records[0], label=(records[0].label + 1) % 3)
+    assert split_fingerprint(train) != split_fingerprint(replace(train, records=records))
+    assert split_fingerprint(None) is None
+
+
+def test_a_finished_run_is_reused_only_with_the_same_settings_and_pairs(tmp_path, splits):
+    first = _run(tmp_path, splits)
+    assert not first.reused and first.folder == tmp_path
+    assert first.info.model == "scratch" and first.info.model_config["hidden_size"] == 32
+    saved = json.loads((tmp_path / INPUTS_FILE).read_text())
+    assert saved["data"]["train"]["pairs"] == 32 and "device" not in saved["train_config"]
+    assert json.loads((tmp_path / CONFIG_FILE).read_text())["train"]["max_steps"] == 2
+    (tmp_path / "notes.txt").write_text("mine")  # not a run file: survives every re-make
+
+    same = _run(tmp_path, splits, config=CONFIG.replace(device="auto"))  # device: no matter
+    assert same.reused and same.folder == tmp_path and same.info == RunInfo.load(tmp_path)
+    assert same.metrics == first.metrics and same.history == first.history
+    for a, b in zip(same.net.state_dict().values(), first.net.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+    train, dev, test, other_train = splits
+    changes = {
+        "config": lambda: _run(tmp_path, splits, config=CONFIG.replace(lr=1e-3)),
+        "info": lambda: _run(tmp_path, splits, info=_info(max_len=40)),
+        "train pairs": lambda: finetune_run(tmp_path, _info(), other_train, dev, test, CONFIG),
+        "test pairs": lambda: finetune_run(tmp_path, _info(), train, dev, None, CONFIG),
+    }
+    for what, remake in changes.items():
+        assert not remake().reused, what
+        assert not _run(tmp_path, splits).reused, what  # the folder held the other run
+        assert _run(tmp_path, splits).reused, what
+    # the last re-make had no test split: no stale test metrics from earlier runs survive it
+    finetune_run(tmp_path, _info(), train, dev, None, CONFIG.replace(lr=2e-4))
+    assert "test_accuracy" not in json.loads((tmp_path / METRICS_FILE).read_text())
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_an_old_run_without_inputs_is_made_again_from_scratch(tmp_path, splits):
+    _run(tmp_path, splits, config=CONFIG.replace(checkpoint_every=1))
+    (tmp_path / INPUTS_FILE).unlink()  # as runs made before run_inputs.json existed
+    stale = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    again = _run(tmp_path, splits, config=CONFIG.replace(epochs=2, max_steps=4), resume=True)
+    assert not again.reused  # trained again; the stale checkpoint was not resumed from
+    fresh = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    assert stale["config"]["epochs"] == 1 and fresh["config"]["epochs"] == 2
+    assert [r["step"] for r in again.history] == [2, 4]
+    assert (tmp_path / INPUTS_FILE).exists()
+
+
+def test_resume_continues_only_the_same_run(tmp_path, splits):
+    config = CONFIG.replace(epochs=2, max_steps=None)  # 2 epochs of 2 steps
+    whole = _run(tmp_path / "whole", splits, config=config, reuse=False)
+    part = tmp_path / "part"
+    _run(part, splits, config=config, reuse=False, callbacks=[_StopAfterOneEpoch()])
+    for name in (RUN_FILE, METRICS_FILE):  # as if it were killed after its first epoch
+        (part / name).unlink()
+    _, dev, test, other_train = splits
+    with pytest.raises(CheckpointError, match="data.train"):
+        finetune_run(part, _info(), other_train, dev, test, config, resume=True)
+    resumed = _run(part, splits, config=config, resume=True)
+    assert not resumed.reused
+    assert [r["step"] for r in resumed.history] == [r["step"] for r in whole.history] == [2, 4]
+    for key in ("train_loss", "dev_loss", "dev_accuracy"):
+        assert [r[key] for r in resumed.history] == pytest.approx([r[key] for r in whole.history])
+    assert resumed.metrics["test_accuracy"] == pytest.approx(whole.metrics["test_accuracy"])
+
+
+def test_keep_checkpoint_false_deletes_only_the_checkpoint(tmp_path, splits):
+    outcome = _run(tmp_path, splits, keep_checkpoint=False)
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
+    for name in (RUN_FILE, METRICS_FILE, INPUTS_FILE, BEST_WEIGHTS_FILE, HISTORY_FILE):
+        assert (tmp_path / name).exists(), name
+    net, _, info = load_finetuned(tmp_path)
+    assert info == outcome.info
+    for a, b in zip(net.state_dict().values(), outcome.net.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert _run(tmp_path, splits, keep_checkpoint=False).reused  # still a finished run
+    kept = tmp_path / "kept"
+    _run(kept, splits)
+    assert (kept / CHECKPOINT_FILE).exists()
+    assert _run(kept, splits, keep_checkpoint=False).reused
+    assert not (kept / CHECKPOINT_FILE).exists()
