@@ -152,7 +152,6 @@ def _bars_with_counts(ax: Axes, table: pd.DataFrame, overall: float | None) -> N
                                   "alpha": 0.8})
     if overall is not None:
         ax.axhline(overall, color="C3", linestyle="--", label=f"overall {overall:.3f}")
-        ax.legend(loc="lower right", fontsize="small")
     ax.set(ylim=(0, 1.15), ylabel="accuracy")
     ax.tick_params(axis="x", labelrotation=30)
 
@@ -167,11 +166,15 @@ def slice_bars(table: pd.DataFrame, *, overall: float | None = None,
     if "slice" not in table.columns:
         table = table.reset_index(names="bucket").assign(slice=table.index.name or "")
     groups = list(dict.fromkeys(table["slice"]))
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups) + 0.5, 3.6),
+    legend_room = 1.3 if overall is not None else 0.0
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups) + 0.5 + legend_room, 3.6),
                              squeeze=False, sharey=True)
     for ax, name in zip(axes[0], groups):
         _bars_with_counts(ax, table[table["slice"] == name], overall)
         ax.set_title(str(name))
+    if overall is not None:  # one legend, right of the last panel: inside, it hid bars and labels
+        axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+                           fontsize="small")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

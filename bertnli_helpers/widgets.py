@@ -5,13 +5,14 @@ Each view is a small class that holds its input widgets and one ``ipywidgets.HTM
 ``.widget`` is the box to display (a notebook cell may also end with the view itself: it has
 ``_repr_mimebundle_``), and ``.html`` is the rendered state as an HTML string, so tests drive a
 view by setting widget values (``explorer.max_len.value = 12``) and read what it shows without a
-browser or a kernel.
+browser or a kernel. A view's display bundle also holds ``text/html`` (``static_html()``: its
+settings and what it shows now), which a notebook exported to HTML shows instead of ``VBox(...)``.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,17 +53,49 @@ class _View:
         """What the view shows now, as HTML."""
         return self.output.value
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
-        return self.widget._repr_mimebundle_(**kwargs)
+    def static_html(self) -> str:
+        """What the view shows now with its settings, for where no kernel runs it (a notebook
+        exported to HTML): front-ends with the widget manager show the live widget instead."""
+        return (f'<div class="bn-static">{_controls_html(self.widget)}{self.html}'
+                f"<p><i>{_STATIC_NOTE}</i></p></div>")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+        live = getattr(self.widget, "_repr_mimebundle_", None)  # None once the widget is closed
+        bundle = dict(live(**kwargs) or {}) if callable(live) else {}
+        bundle["text/plain"] = f"{type(self).__name__} ({_STATIC_NOTE})"
+        bundle["text/html"] = self.static_html()
+        return bundle
 
     def display(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        display(self)  # the live widget, or its static HTML where no widget manager runs
 
 
 def _esc(text: object) -> str:
     return html.escape(str(text))
+
+
+_STATIC_NOTE = "a static snapshot: the widget is interactive when the notebook runs in Jupyter"
+
+
+def _controls(box: widgets.Box) -> Iterator[widgets.ValueWidget]:
+    """The input controls of a view, in display order (its output HTML excluded)."""
+    for child in box.children:
+        if isinstance(child, widgets.Box):
+            yield from _controls(child)
+        elif isinstance(child, widgets.ValueWidget) and not isinstance(child, widgets.HTML):
+            yield child
+
+
+def _controls_html(box: widgets.Box) -> str:
+    """The settings a view's controls hold now (text boxes, sliders, menus, checkboxes)."""
+    settings = [
+        f"<b>{_esc(c.description)}</b>: "
+        f"{_esc(c.label if isinstance(c, widgets.Dropdown) else c.value)}"
+        for c in _controls(box)
+    ]
+    return f'<p class="bn-settings">{"<br>".join(settings)}</p>' if settings else ""
 
 
 def _tokens_html(tokens: Sequence[str], dropped_at: Sequence[int] = ()) -> str:

@@ -153,6 +153,17 @@ def test_slice_bars_one_panel_per_slice_with_counts(frame):
         assert [t.get_text() for t in ax.texts] == [f"n={c}" for c in part["count"]]
         assert [t.get_text() for t in ax.get_xticklabels()] == part["bucket"].tolist()
         assert ax.lines[0].get_ydata()[0] == pytest.approx(overall)
+    # one legend, outside every panel and inside the figure: it hides no bar and no n= label
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert len(legends) == 1
+    assert legends[0].get_texts()[0].get_text() == f"overall {overall:.3f}"
+    renderer = fig.canvas.get_renderer()
+    box = legends[0].get_window_extent(renderer)
+    assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer)), ax.get_title()
+        for text in ax.texts:
+            assert not box.overlaps(text.get_window_extent(renderer))
 
 
 def test_slice_bars_from_a_single_slice_table(frame):

@@ -3,6 +3,7 @@ is read back from their HTML output (no browser, no kernel)."""
 
 from __future__ import annotations
 
+import html
 import re
 import warnings
 
@@ -61,6 +62,52 @@ def test_views_are_displayable(tokenizer):
     bundle = packer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert packer.output in packer.widget.children
+
+
+def _static(view: widgets._View) -> str:
+    """The text/html an exported notebook shows for ``view`` (it has no widget state)."""
+    bundle = view._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # live front-ends: the widget
+    assert "VBox" not in bundle["text/plain"]
+    assert "interactive when the notebook runs" in bundle["text/html"]
+    return bundle["text/html"]
+
+
+def test_every_view_has_a_static_html_fallback_of_its_current_state(
+    model_and_tokenizer, dev_pairs, frame
+):
+    model, tokenizer = model_and_tokenizer
+    record = dev_pairs.records[3]
+    packer = widgets.PairPacker(tokenizer, max_len=32)
+    packer.premise.value, packer.hypothesis.value = record.premise, record.hypothesis
+    static = _static(packer)
+    assert packer.html in static  # the tokens, ids and segments it shows now
+    for token in packer.pack().tokens:
+        assert f">{token}</td>" in static
+    assert f"<b>premise</b>: {html.escape(record.premise)}" in static
+
+    premises, hypotheses, _ = dev_pairs.sample(20, 2).triple("raw")
+    explorer = widgets.TruncationExplorer(tokenizer, premises, hypotheses, max_len=64)
+    i = int(np.argmax([p + h for p, h in zip(explorer.p_lens, explorer.h_lens)]))
+    explorer.pair.value, explorer.max_len.value, explorer.strategy.value = i, 9, "head_tail"
+    static = _static(explorer)
+    assert "<b>strategy</b>: head_tail" in static and "<b>max_len</b>: 9" in static
+    assert explorer.html in static and html.escape(premises[i]) in static
+    struck = re.findall(r'<s class="bn-tok bn-drop">([^<]*)</s>', static)
+    assert len(struck) == explorer.p_lens[i] + explorer.h_lens[i] - 6 > 0
+
+    playground = widgets.PredictionPlayground(model, tokenizer, max_len=32)
+    playground.premise.value = record.premise
+    static = _static(playground)
+    assert f"prediction: <b>{playground.label}</b>" in static and playground.html in static
+
+    browser = widgets.ErrorBrowser(frame, page_size=3)
+    browser.gold.value = 1
+    static = _static(browser)
+    assert "<b>gold</b>: contradiction" in static and "<b>only errors</b>: True" in static
+    assert _ints(r'class="bn-pair" data-index="(\d+)"', static) == _shown(browser)
+    browser.next_page()  # the snapshot follows the view
+    assert _ints(r'class="bn-pair" data-index="(\d+)"', _static(browser)) == _shown(browser)
 
 
 # -- PairPacker ---------------------------------------------------------------------------------
