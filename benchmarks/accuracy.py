@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from bertnli_helpers.callbacks import ProgressBar
+from bertnli_helpers.pretrained import suggested_pooling
 from bertnli_helpers.runs import RunInfo, finetune_run
 from bertnli_helpers.snli import read_records
 from bertnli_helpers.train import preset
@@ -31,7 +32,10 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("BERTNLI_DATA_DIR") or DEFAULT_DATA)
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--presets", nargs="+", default=["tuned", "book"])
-    parser.add_argument("--pooling", default="cls", choices=["cls", "mean"])
+    parser.add_argument("--pooling", default="suggested",
+                        choices=["suggested", "cls", "mean", "pair"],
+                        help="the classifier's pooling; 'suggested': what suits the model "
+                        "('pair' for minilm, 'cls' for the book's BERTs)")
     parser.add_argument("--dev-size", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", default="benchmarks/results/accuracy-runs")
@@ -40,16 +44,17 @@ def main() -> None:
     train = read_records(args.data, "train")
     dev = read_records(args.data, "dev").sample(args.dev_size, args.seed)
     test = read_records(args.data, "test")
+    pooling = suggested_pooling(args.model) if args.pooling == "suggested" else args.pooling
     rows = []
     for name in args.presets:
         tick = time.perf_counter()
         outcome = finetune_run(
-            Path(args.runs) / f"{args.model}-{name}-{args.pooling}",
-            RunInfo(model=args.model, pooling=args.pooling), train, dev, test,
-            preset(name, seed=args.seed), callbacks=[ProgressBar(name)],
+            Path(args.runs) / f"{args.model}-{name}-{pooling}",
+            RunInfo(model=args.model, pooling=pooling), train, dev, test,
+            preset(name, seed=args.seed), callbacks=[ProgressBar(name)], keep_checkpoint=False,
         )
-        row = {"preset": name, **outcome.metrics, "wall_seconds": time.perf_counter() - tick,
-               "reused": outcome.reused}
+        row = {"preset": name, "pooling": pooling, **outcome.metrics,
+               "wall_seconds": time.perf_counter() - tick, "reused": outcome.reused}
         rows.append(row)
         print(f"{name}: dev {row['dev_accuracy']:.4f} (epoch {row['best_epoch']}), "
               f"test {row['test_accuracy']:.4f}, training {row['train_seconds'] / 60:.1f} min",

@@ -56,6 +56,7 @@ def _load_splits(args: argparse.Namespace):
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .callbacks import ProgressBar
+    from .pretrained import suggested_pooling
     from .runs import RunInfo, finetune_run, write_metrics
     from .train import CHECKPOINT_FILE, preset
 
@@ -73,8 +74,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     train, dev, test = _load_splits(args)
     print(f"model {args.model}; train {len(train)}, dev {len(dev)}, test {len(test)} pairs; "
           f"preset {args.preset}", flush=True)
+    pooling = suggested_pooling(args.model) if args.pooling == "auto" else args.pooling
     info = RunInfo(model=args.model, max_len=args.max_len, truncation=args.truncation,
-                   freeze_encoder=args.freeze_encoder, pooling=args.pooling)
+                   freeze_encoder=args.freeze_encoder, pooling=pooling)
     started = time.perf_counter()
     outcome = finetune_run(out, info, train, dev, test, config, callbacks=[ProgressBar()],
                            resume=args.resume, reuse=False)
@@ -225,9 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
     p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
     p.add_argument("--freeze-encoder", action="store_true", help="train only the MLP on <cls>")
-    p.add_argument("--pooling", default="cls", choices=["cls", "mean", "pair"],
+    p.add_argument("--pooling", default="auto", choices=["auto", "cls", "mean", "pair"],
                    help="what the classifier reads: the <cls> state (the book), the mean of all "
-                   "token states, or 'pair': premise and hypothesis means compared")
+                   "token states, or 'pair': premise and hypothesis means compared; 'auto' "
+                   "(default): 'pair' for minilm, 'cls' for the book's BERTs")
     p.add_argument("--output", required=True, help="folder for the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.set_defaults(func=cmd_finetune)

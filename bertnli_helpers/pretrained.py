@@ -362,6 +362,29 @@ def load_pretrained(
     return model.to(resolve_device(device)), tok
 
 
+def suggested_pooling(name_or_path: str | Path) -> str:
+    """The classifier pooling that suits how a model was pretrained: ``"pair"`` for a
+    Sentence-Transformers model trained with mean pooling (``minilm``, or a folder with
+    ``1_Pooling/config.json`` saying so), ``"cls"`` (the book's) for everything else.
+
+    A sentence embedder's ``<cls>`` state never learned to summarise its input, while the means
+    of its token states are what it was trained to make meaningful (notebook 1 measures this).
+    """
+    name = str(name_or_path)
+    if name == "minilm":
+        folder = minilm_folder()
+    elif name in BOOK_MODELS or name == "scratch" or not Path(name).is_dir():
+        return "cls"
+    else:
+        folder = Path(name)
+    pooling_config = folder / "1_Pooling" / "config.json"
+    try:
+        mean_pooled = json.loads(pooling_config.read_text()).get("pooling_mode_mean_tokens")
+    except (OSError, ValueError):
+        return "cls"
+    return "pair" if mean_pooled else "cls"
+
+
 def load_pretrained_model(
     pretrained_model: str,
     num_hiddens: int,

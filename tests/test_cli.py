@@ -44,8 +44,10 @@ def test_finetune_evaluate_predict_round_trip(tmp_path, snli_dir):
     common = ["--data-dir", str(snli_dir), "--device", "cpu"]
     out = bertnli("finetune", "--model", "scratch", *common, "--train-size", "64", "--dev-size",
                   "32", "--test-size", "32", "--max-len", "48", "--max-steps", "3",
-                  "--batch-size", "16", "--output", str(run), check=True).stdout
+                  "--batch-size", "16", "--pooling", "pair", "--output", str(run),
+                  check=True).stdout
     assert "test accuracy" in out
+    assert json.loads((run / "run.json").read_text())["pooling"] == "pair"  # rebuilt so below
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["preset"] == "tuned"
     again = bertnli("finetune", "--model", "scratch", *common, "--output", str(run))

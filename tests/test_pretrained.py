@@ -242,3 +242,18 @@ def test_asking_for_a_missing_gpu_is_an_error_not_a_fallback():
         pytest.skip("a GPU is present")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         load_pretrained("scratch", device="cuda")
+
+
+def test_suggested_pooling_follows_how_the_model_was_pretrained(tmp_path):
+    from bertnli_helpers.pretrained import suggested_pooling
+
+    assert suggested_pooling("minilm") == "pair"  # a Sentence-Transformers mean-pooling model
+    assert suggested_pooling("bert.small") == "cls"  # the book's: decided without downloading
+    assert suggested_pooling("scratch") == "cls"
+    pooling = tmp_path / "st-model" / "1_Pooling"
+    pooling.mkdir(parents=True)
+    (pooling / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
+    assert suggested_pooling(tmp_path / "st-model") == "pair"
+    (pooling / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    assert suggested_pooling(tmp_path / "st-model") == "cls"
+    assert suggested_pooling(tmp_path / "plain-folder") == "cls"
