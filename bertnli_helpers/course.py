@@ -39,13 +39,16 @@ class Profile:
     max_lens: tuple[int, ...]  # max_len values swept in the truncation notebook
     model: str = "minilm"
     bigger_model: str = "minilm"  # the exercise's "bigger BERT" when bert.base is not at hand
+    compare_batch_size: int = 32  # smaller batches give short comparison runs enough steps
 
 
 PROFILES: dict[str, Profile] = {
     # CI: every cell runs on a few real pairs; numbers are not meaningful.
     "tiny": Profile("tiny", 64, 64, 64, 1, 4, 48, 1, 2, 200, (16, 32)),
-    # A CPU laptop: the whole course in about a quarter of an hour.
-    "quick": Profile("quick", 2000, 1000, 2000, 2, None, 600, 1, None, 3000, (16, 24, 32, 64)),
+    # A CPU laptop: the whole course in about a quarter of an hour. Comparison runs take batches
+    # of 16 so that one epoch of 1,000 pairs is 63 steps: enough for minilm to learn something.
+    "quick": Profile("quick", 2000, 1000, 2000, 2, None, 1000, 1, None, 3000, (16, 24, 32, 64),
+                     compare_batch_size=16),
     # A GPU and the whole corpus.
     "full": Profile("full", None, None, None, 3, None, 50000, 1, None, None,
                     (16, 24, 32, 48, 64, 128), bigger_model="bert.base"),
@@ -230,18 +233,40 @@ class NotebookContext:
 
         sizes = {"epochs": self.profile.compare_epochs if compare else self.profile.epochs,
                  "max_steps": self.profile.compare_max_steps if compare else self.profile.max_steps}
+        if compare and preset_name != "book":  # the book's recipe keeps its own batch of 512
+            sizes["batch_size"] = self.profile.compare_batch_size
         settings = {"device": str(self.device), "seed": self.seed, **sizes, **changes}
         return preset(preset_name, **settings)
 
+    @property
+    def pooling(self) -> str:
+        """What the classifier reads: ``"pair"`` for a mean-pooling sentence embedder such as
+        minilm, the book's ``"cls"`` for the book's BERTs (see ``suggested_pooling``)."""
+        from .pretrained import suggested_pooling
+
+        return suggested_pooling(self.model)
+
+    def run_info(self, **changes: Any):
+        """The ``RunInfo`` of a run of this notebook's model and pooling, changed as asked."""
+        from .runs import RunInfo
+
+        return RunInfo(**{"model": self.model, "pooling": self.pooling, **changes})
+
+    def classifier(self, bert: Any, **changes: Any):
+        """A new ``BERTClassifier`` on ``bert`` with this notebook's pooling."""
+        from .model import BERTClassifier
+
+        return BERTClassifier(bert, **{"pooling": self.pooling, **changes})
+
     def main_run(self, callbacks: Sequence[Any] = ()):
-        """The course's main fine-tuning run (notebook 4), re-made only when missing, so that
-        notebooks 5 and 6 analyse the same model."""
-        from .runs import RunInfo, finetune_run
+        """The course's main fine-tuning run (notebook 4), re-made only when missing or made with
+        other settings, so that notebooks 5 and 6 analyse the same model."""
+        from .runs import finetune_run
 
         train, dev, test = self.splits()
-        return finetune_run(self.path(f"runs/main-{Path(self.model).name}"),
-                            RunInfo(model=self.model), train, dev, test, self.train_config(),
-                            callbacks=callbacks)
+        folder = f"runs/main-{Path(self.model).name}-{self.profile.name}-seed{self.seed}"
+        return finetune_run(self.path(folder), self.run_info(), train, dev, test,
+                            self.train_config(), callbacks=callbacks, keep_checkpoint=False)
 
 
 def setup_notebook(

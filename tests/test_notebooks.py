@@ -83,3 +83,18 @@ def test_notebook_context_train_config_lets_the_notebook_override_anything(snli_
     assert (config.seed, config.lr, config.device) == (7, 3e-4, "cpu")
     assert config.epochs == ctx.profile.compare_epochs
     assert config.max_steps == ctx.profile.compare_max_steps
+    assert config.batch_size == ctx.profile.compare_batch_size
+    assert ctx.train_config("book", compare=True).batch_size == 512  # the book keeps its batch
+
+
+def test_notebook_context_builds_runs_with_the_pooling_that_suits_the_model(snli_dir, tmp_path):
+    from bertnli_helpers.course import setup_notebook
+
+    ctx = setup_notebook("04_fine_tuning", profile="tiny", data_dir=str(snli_dir), device="cpu",
+                         output_dir=str(tmp_path))
+    assert ctx.model == "minilm" and ctx.pooling == "pair"
+    assert ctx.run_info(max_len=32).pooling == "pair" and ctx.run_info().max_len == 128
+    assert ctx.run_info(pooling="cls").pooling == "cls"
+    book = setup_notebook("04_fine_tuning", profile="tiny", model="bert.small",
+                          data_dir=str(snli_dir), device="cpu", output_dir=str(tmp_path))
+    assert book.pooling == "cls" and book.run_info().model == "bert.small"
