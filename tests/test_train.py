@@ -126,6 +126,25 @@ def test_presets_and_config_validation():
         TrainConfig(precision="fp8")
 
 
+@pytest.mark.parametrize("bucket", [True, False])
+def test_micro_batches_take_the_same_step_as_the_whole_batch(tiny_data, bucket):
+    train, _ = tiny_data
+    nets = {}
+    for micro in (None, 5):  # 5 does not divide 16: the last chunk is smaller
+        nets[micro] = tiny_classifier(dropout=0.0)
+        config = TrainConfig(epochs=1, batch_size=16, lr=1e-3, max_steps=3, device="cpu",
+                             bucket=bucket, pad_to=None if bucket else 64, micro_batch_size=micro)
+        losses = [r["train_loss"] for r in fine_tune(nets[micro], train, None, config).history]
+        nets[micro].losses = losses
+    whole, chunked = nets[None].state_dict(), nets[5].state_dict()
+    for name in whole:
+        torch.testing.assert_close(chunked[name], whole[name], atol=2e-5, rtol=1e-4)
+    assert nets[5].losses == pytest.approx(nets[None].losses, abs=1e-5)
+    assert preset("book").micro_batch_size == 64  # so that the book's batch of 512 fits a laptop
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        TrainConfig(micro_batch_size=0)
+
+
 def test_book_preset_pads_every_batch_to_128(tiny_data):
     train, _ = tiny_data
     net = tiny_classifier(max_len=128)
