@@ -161,9 +161,9 @@ def _can_fuse(model: nn.Module) -> bool:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW (or the book's Adam), fused into one kernel where PyTorch can: on 2 CPU cores the
-    per-parameter default update is ~9x slower and costs a book-sized BERT a third of each step
-    (measured in benchmarks/train_throughput.py)."""
+    """AdamW (or the book's Adam), fused into one kernel where PyTorch can: on the CPU the
+    default per-parameter update of a book-sized BERT (9.4M parameters) took 116 ms against
+    13 ms fused (one thread), a large share of its whole training step."""
     fused = {"fused": True} if _can_fuse(model) else {}
     if config.optimizer == "adam":
         params = [p for p in model.parameters() if p.requires_grad]
