@@ -174,7 +174,10 @@ def _summary_line(row: dict[str, Any]) -> str:
 
 
 def _format(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    """Three decimals, but small rates (a learning rate of 1e-4) in their own form."""
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:g}" if 0 < abs(value) < 0.01 else f"{value:.3f}"
 
 
 def summary_table(summary: list[dict[str, Any]]) -> str:

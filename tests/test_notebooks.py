@@ -98,3 +98,11 @@ def test_notebook_context_builds_runs_with_the_pooling_that_suits_the_model(snli
     book = setup_notebook("04_fine_tuning", profile="tiny", model="bert.small",
                           data_dir=str(snli_dir), device="cpu", output_dir=str(tmp_path))
     assert book.pooling == "cls" and book.run_info().model == "bert.small"
+
+
+def test_summary_table_keeps_small_rates_readable():
+    from bertnli_helpers.course import summary_table
+
+    table = summary_table([{"notebook": "06_exercises", "seconds": 3.0, "status": "ok",
+                            "key numbers": {"best_lr": 1e-4, "dev_accuracy": 0.52149}}])
+    assert "best_lr 0.0001" in table and "dev_accuracy 0.521" in table
