@@ -1,7 +1,7 @@
 """Accuracy and time of fine-tuning presets on the same data, chosen on dev, reported on test.
 
-Run by hand (not in CI); on 2 CPU cores the tuned preset takes about ten minutes, the book preset
-(every pair padded to 128) much longer:
+Run by hand (not in CI); on 2 CPU cores the tuned preset takes about 7 minutes, the book preset
+(every pair padded to 128) about 40:
 
     .venv/bin/python benchmarks/accuracy.py [--presets tuned book] [--dev-size 2000]
 
