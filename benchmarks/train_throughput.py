@@ -38,9 +38,10 @@ from torch import nn
 
 from bertnli_helpers.data import LengthBucketSampler, RandomBatchSampler, SNLIBERTDataset
 from bertnli_helpers.model import BERTClassifier, BertConfig
+from bertnli_helpers.optim import make_optimizer
 from bertnli_helpers.pretrained import load_pretrained
 from bertnli_helpers.snli import read_records
-from bertnli_helpers.train import make_optimizer, preset
+from bertnli_helpers.train import preset
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "snli"
 SIZES = {

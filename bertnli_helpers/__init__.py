@@ -5,10 +5,11 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .data import SNLIBERTDataset
+from .inference import evaluate, predict
 from .model import BERTClassifier, BertConfig
 from .pretrained import load_pretrained, load_pretrained_model
 from .snli import read_records, read_snli
-from .train import TrainConfig, evaluate, fine_tune, predict, preset
+from .train import TrainConfig, fine_tune, preset
 
 __all__ = [
     "BERTClassifier",

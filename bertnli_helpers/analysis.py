@@ -42,6 +42,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from .data import SNLIBERTDataset
+from .inference import predict
 from .snli import LABEL_NAMES, SNLIRecord, SNLISplit
 from .tokenization import TextTokenizer
 
@@ -144,7 +145,6 @@ def predictions_frame(
     if probs is None:
         if model is None:
             raise ValueError("pass a model, or the precomputed probs of this dataset")
-        from .train import predict  # lazy: train imports the whole training stack
 
         probs = predict(model, dataset)
     probs = _check_probs(probs, n)

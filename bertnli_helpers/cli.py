@@ -56,9 +56,10 @@ def _load_splits(args: argparse.Namespace):
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .callbacks import ProgressBar
+    from .checkpoints import CHECKPOINT_FILE
     from .pretrained import suggested_pooling
     from .runs import RunInfo, finetune_run, write_metrics
-    from .train import CHECKPOINT_FILE, preset
+    from .train import preset
 
     out = Path(args.output)
     if not args.resume and (out / "run.json").exists():
@@ -90,9 +91,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 # -- evaluate / predict ----------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import SNLIBERTDataset
+    from .inference import evaluate
     from .runs import load_finetuned, write_metrics
     from .snli import read_records
-    from .train import evaluate
 
     net, tokenizer, info = load_finetuned(args.run, device=args.device)
     split = read_records(args.data_dir, args.split).sample(args.size, args.seed)
@@ -130,9 +131,9 @@ def _read_pair_file(path: Path) -> tuple[list[str], list[str]]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .data import SNLIBERTDataset
+    from .inference import predict
     from .runs import load_finetuned
     from .snli import LABEL_NAMES
-    from .train import predict
 
     if args.file:
         premises, hypotheses = _read_pair_file(Path(args.file))

@@ -70,12 +70,12 @@ def output_dir(default: str | Path = "course_output") -> Path:
 
 def record(notebook: str, key: str, value: Any, folder: str | Path | None = None) -> Any:
     """Store one key number of a notebook for the course summary; returns the value."""
-    from .train import _atomic_write_text
+    from .files import atomic_write_json
 
     path = Path(folder or output_dir()) / RESULTS_FILE
     results = json.loads(path.read_text()) if path.exists() else {}
     results.setdefault(notebook, {})[key] = value
-    _atomic_write_text(json.dumps(results, indent=2), path)
+    atomic_write_json(path, results)
     return value
 
 

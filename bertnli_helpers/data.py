@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -26,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .files import atomic_write
 from .snli import SNLISplit
 from .tokenization import TextTokenizer
 from .truncation import STRATEGIES, get_strategy
@@ -200,19 +199,9 @@ def encode_pairs(
 
 
 def _save_atomic(path: Path, encoded: EncodedPairs) -> None:
-    """Write into a temporary file beside ``path``, flush it to disk, then rename it onto
-    ``path``: the cache file is either absent or complete, never partly written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **{f: getattr(encoded, f) for f in EncodedPairs.__dataclass_fields__})
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """The cache file is either absent or complete, never partly written."""
+    arrays = {f: getattr(encoded, f) for f in EncodedPairs.__dataclass_fields__}
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def _check_consistent(encoded: EncodedPairs) -> None:

@@ -60,3 +60,7 @@ class CheckpointMismatchError(BertNLIError, ValueError):
 
 class InputTooLongError(BertNLIError, ValueError):
     """A packed sequence is longer than the model's position table."""
+
+
+class CheckpointError(BertNLIError, ValueError):
+    """A checkpoint or run folder cannot be used (missing, unreadable, or from another setup)."""

@@ -256,7 +256,7 @@ def learning_rate_schedule(config, total_steps: int) -> Figure:
     """The learning rate at every step of a run with ``config`` (warm-up, then decay)."""
     import torch
 
-    from .train import make_scheduler
+    from .optim import make_scheduler
 
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
     scheduler = make_scheduler(optimizer, config, total_steps)

@@ -22,25 +22,23 @@ from typing import Any
 
 import torch
 
-from .data import SNLIBERTDataset, pairs_fingerprint
-from .devices import resolve_device
-from .model import BERTClassifier, BertConfig
-from .pretrained import load_pretrained
-from .snli import SNLISplit
-from .tokenization import TextTokenizer
-from .train import (
+from .checkpoints import (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
     HISTORY_FILE,
-    Callback,
-    CheckpointError,
-    TrainConfig,
-    _atomic_write_text,
-    evaluate,
-    fine_tune,
     load_best_weights,
 )
+from .data import SNLIBERTDataset, pairs_fingerprint
+from .devices import resolve_device
+from .errors import CheckpointError
+from .files import atomic_write_json
+from .inference import evaluate
+from .model import BERTClassifier, BertConfig
+from .pretrained import load_pretrained
+from .snli import SNLISplit
+from .tokenization import TextTokenizer
+from .train import Callback, TrainConfig, fine_tune
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -64,7 +62,7 @@ class RunInfo:
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / RUN_FILE
-        _atomic_write_text(json.dumps(dataclasses.asdict(self), indent=2), path)
+        atomic_write_json(path, dataclasses.asdict(self))
         return path
 
     @classmethod
@@ -108,7 +106,7 @@ def write_metrics(folder: str | Path, metrics: dict[str, Any]) -> Path:
     path = Path(folder) / METRICS_FILE
     existing = json.loads(path.read_text()) if path.exists() else {}
     existing.update(metrics)
-    _atomic_write_text(json.dumps(existing, indent=2), path)
+    atomic_write_json(path, existing)
     return path
 
 
@@ -233,7 +231,7 @@ def finetune_run(
     train_set = SNLIBERTDataset(train, tokenizer, **encode)
     dev_set = SNLIBERTDataset(dev, tokenizer, **encode)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(json.dumps(wanted, indent=2), folder / INPUTS_FILE)  # before training,
+    atomic_write_json(folder / INPUTS_FILE, wanted)  # before training,
     # so that resuming an interrupted run can check it continues the same one
     result = fine_tune(net, train_set, dev_set, config, callbacks=callbacks, output_dir=folder,
                        resume_from=folder if resume else None)

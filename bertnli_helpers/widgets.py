@@ -23,6 +23,7 @@ from torch import nn
 
 from .analysis import PROB_COLUMNS, add_slices
 from .data import SNLIBERTDataset
+from .inference import predict
 from .snli import LABEL_NAMES
 from .tokenization import TextTokenizer
 from .truncation import STRATEGIES, TruncationReport, truncate_with_report, truncation_summary
@@ -305,8 +306,6 @@ class PredictionPlayground(_View):
             self.probabilities = None
             self.output.value = "<p>Type a premise and a hypothesis.</p>"
             return None
-        from .train import predict  # lazy: train imports the whole training stack
-
         dataset = self._dataset()
         self.probabilities = predict(self.model, dataset)[0].astype(np.float64)
         best = int(self.probabilities.argmax())

@@ -14,10 +14,11 @@ from sklearn.metrics import f1_score
 
 from bertnli_helpers import analysis
 from bertnli_helpers.data import SNLIBERTDataset
+from bertnli_helpers.inference import predict
 from bertnli_helpers.model import BERTClassifier, BertConfig
 from bertnli_helpers.pretrained import load_pretrained
 from bertnli_helpers.snli import LABEL_NAMES, SampleWarning, read_records
-from bertnli_helpers.train import TrainConfig, fine_tune, predict
+from bertnli_helpers.train import TrainConfig, fine_tune
 
 TINY = {"vocab_size": 30522, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
         "ffn_size": 64, "max_len": 64, "flavour": "hf"}

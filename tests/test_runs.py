@@ -13,6 +13,13 @@ from dataclasses import replace
 import pytest
 import torch
 
+from bertnli_helpers.checkpoints import (
+    BEST_WEIGHTS_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    HISTORY_FILE,
+)
+from bertnli_helpers.errors import CheckpointError
 from bertnli_helpers.runs import (
     INPUTS_FILE,
     METRICS_FILE,
@@ -23,15 +30,7 @@ from bertnli_helpers.runs import (
     split_fingerprint,
 )
 from bertnli_helpers.snli import SampleWarning, read_records
-from bertnli_helpers.train import (
-    BEST_WEIGHTS_FILE,
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
-    HISTORY_FILE,
-    Callback,
-    CheckpointError,
-    TrainConfig,
-)
+from bertnli_helpers.train import Callback, TrainConfig
 
 TINY = dict(vocab_size=30522, hidden_size=32, num_layers=1, num_heads=2, ffn_size=64, max_len=64,
             flavour="hf")

@@ -15,23 +15,20 @@ import numpy as np
 import pytest
 import torch
 
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.model import BERTClassifier, BertConfig
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.snli import read_records
-from bertnli_helpers.train import (
+from bertnli_helpers.checkpoints import (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
     HISTORY_FILE,
-    CheckpointError,
-    TrainConfig,
-    evaluate,
-    fine_tune,
     load_best_weights,
-    parameter_groups,
-    predict,
-    preset,
 )
+from bertnli_helpers.data import SNLIBERTDataset
+from bertnli_helpers.errors import CheckpointError
+from bertnli_helpers.inference import evaluate, predict
+from bertnli_helpers.model import BERTClassifier, BertConfig
+from bertnli_helpers.optim import parameter_groups
+from bertnli_helpers.pretrained import load_pretrained
+from bertnli_helpers.snli import read_records
+from bertnli_helpers.train import TrainConfig, fine_tune, preset
 
 SCRIPTS = Path(__file__).parent / "scripts"
 TINY = dict(vocab_size=30522, hidden_size=32, num_layers=1, num_heads=2, ffn_size=64, max_len=64,

@@ -13,11 +13,11 @@ import torch
 
 from bertnli_helpers import analysis, widgets
 from bertnli_helpers.data import SNLIBERTDataset
+from bertnli_helpers.inference import predict
 from bertnli_helpers.model import BERTClassifier, BertConfig
 from bertnli_helpers.pretrained import load_pretrained
 from bertnli_helpers.snli import LABEL_NAMES, SampleWarning, read_records
 from bertnli_helpers.tokenization import book_tokenizer
-from bertnli_helpers.train import predict
 from bertnli_helpers.truncation import STRATEGIES, truncate_with_report, truncation_summary
 
 TINY = BertConfig(vocab_size=30522, hidden_size=32, num_layers=1, num_heads=2, ffn_size=64,
