@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import BertNLIError
+from .precision import PRECISIONS
 
 EXIT_USAGE = 2
 
@@ -69,7 +70,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.resume and not (out / CHECKPOINT_FILE).exists():
         raise UsageError(f"--resume: no {CHECKPOINT_FILE} in {out} to continue from")
     changes = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "device",
-                                             "max_steps", "eval_every", "checkpoint_every")
+                                             "max_steps", "eval_every", "checkpoint_every",
+                                             "precision")
                if getattr(args, k) is not None}
     config = preset(args.preset, **changes)
     train, dev, test = _load_splits(args)
@@ -98,11 +100,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     net, tokenizer, info = load_finetuned(args.run, device=args.device)
     split = read_records(args.data_dir, args.split).sample(args.size, args.seed)
     data = SNLIBERTDataset(split, tokenizer, info.max_len, info.truncation)
-    metrics = evaluate(net, data)
+    precision = _say_precision(args.precision, net)
+    metrics = evaluate(net, data, precision=precision)
     write_metrics(args.run, {f"{args.split}_accuracy": metrics["accuracy"],
                              f"{args.split}_loss": metrics["loss"]})
     print(json.dumps({"split": args.split, **metrics}, indent=2))
     return 0
+
+
+def _say_precision(precision: str, net) -> str:
+    """Print (to stderr, so stdout stays data) which arithmetic scores the pairs; the choice."""
+    from .inference import model_device
+    from .precision import describe_precision
+
+    print(describe_precision(precision, model_device(net)), file=sys.stderr)
+    return precision
 
 
 def _read_pair_file(path: Path) -> tuple[list[str], list[str]]:
@@ -151,7 +163,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if truncated:
         print(f"note: {truncated} pair(s) were longer than max_len={info.max_len} and truncated "
               f"({info.truncation})", file=sys.stderr)
-    probs = predict(net, data)
+    probs = predict(net, data, precision=_say_precision(args.precision, net))
     print("\t".join(["label", *LABEL_NAMES, "premise", "hypothesis"]))
     for p, h, row in zip(premises, hypotheses, probs):
         label = LABEL_NAMES[int(row.argmax())]
@@ -186,6 +198,7 @@ def cmd_course(args: argparse.Namespace) -> int:
     summary = run_course(
         profile=args.profile, output=Path(args.output), notebooks=args.notebooks,
         model=args.model, data_dir=args.data_dir, device=args.device, html=not args.no_html,
+        precision=args.precision,
     )
     return 0 if all(row["status"] == "ok" for row in summary) else 1
 
@@ -198,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Data folder: --data-dir, else $BERTNLI_DATA_DIR, else the official SNLI download.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def precision_arg(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="arithmetic: auto (default: bf16 autocast on a GPU or a CPU that "
+                       "computes bf16 natively, else fp32), fp32, bf16, fp16 (GPU only)")
 
     p = sub.add_parser("download", help="fetch SNLI or a book checkpoint into the cache")
     p.add_argument("names", nargs="*", help="resource names: SNLI, bert.small, bert.base")
@@ -234,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default): 'pair' for minilm, 'cls' for the book's BERTs")
     p.add_argument("--output", required=True, help="folder for the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
+    precision_arg(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("evaluate", help="accuracy of a fine-tuned run on a split")
@@ -241,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.add_argument("--split", default="test", choices=["train", "dev", "test"])
     p.add_argument("--size", type=_positive_int, help="random sample of pairs")
+    precision_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="label premise/hypothesis pairs with a fine-tuned run")
@@ -249,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hypothesis", nargs="?")
     p.add_argument("--file", help="pairs, one per line: premise<TAB>hypothesis, or .jsonl")
     p.add_argument("--device", default=None)
+    precision_arg(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("truncation-report", help="how often each strategy truncates, per max_len")
@@ -268,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--no-html", action="store_true")
+    precision_arg(p)
     p.set_defaults(func=cmd_course)
     return parser
 

@@ -40,6 +40,7 @@ class Profile:
     model: str = "minilm"
     bigger_model: str = "minilm"  # the exercise's "bigger BERT" when bert.base is not at hand
     compare_batch_size: int = 32  # smaller batches give short comparison runs enough steps
+    precision: str = "auto"  # bf16 autocast where the device computes it natively (precision.py)
 
 
 PROFILES: dict[str, Profile] = {
@@ -133,12 +134,34 @@ def run_course(
     device: str | None = None,
     html: bool = True,
     timeout: int = 3600,
+    precision: str | None = None,
 ) -> list[dict[str, Any]]:
     """Execute the notebooks in order with papermill; write executed copies (and HTML) to
-    ``output``; print and return a summary table. A failing notebook stops the course."""
-    import papermill
+    ``output``; print and return a summary table. A failing notebook stops the course.
+
+    ``precision`` (fp32, bf16, fp16) replaces what ``"auto"`` picks in every notebook: training,
+    scoring and the widgets (through ``$BERTNLI_PRECISION``, which the kernels inherit)."""
+    from .precision import PRECISION_ENV
 
     get_profile(profile)
+    saved = os.environ.get(PRECISION_ENV)
+    if precision:
+        os.environ[PRECISION_ENV] = precision
+    try:
+        return _run_notebooks(profile, Path(output), notebooks, model, data_dir, device, html,
+                              timeout)
+    finally:
+        if saved is None:
+            os.environ.pop(PRECISION_ENV, None)
+        else:
+            os.environ[PRECISION_ENV] = saved
+
+
+def _run_notebooks(profile: str, output: Path, notebooks: list[str] | None, model: str | None,
+                   data_dir: str | None, device: str | None, html: bool,
+                   timeout: int) -> list[dict[str, Any]]:
+    import papermill
+
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     params = notebook_parameters(profile, output, model, data_dir, device)
@@ -206,6 +229,7 @@ class NotebookContext:
     device: Any
     seed: int
     output: Path
+    precision: str = "auto"  # the TrainConfig precision of every run, and of scoring
 
     def record(self, key: str, value: Any) -> Any:
         """Keep a key number for the course summary (and return it, to show in the cell)."""
@@ -238,7 +262,8 @@ class NotebookContext:
                  "max_steps": self.profile.compare_max_steps if compare else self.profile.max_steps}
         if compare and preset_name != "book":  # the book's recipe keeps its own batch of 512
             sizes["batch_size"] = self.profile.compare_batch_size
-        settings = {"device": str(self.device), "seed": self.seed, **sizes, **changes}
+        settings = {"device": str(self.device), "seed": self.seed, "precision": self.precision,
+                    **sizes, **changes}
         return preset(preset_name, **settings)
 
     @property
@@ -281,6 +306,7 @@ def setup_notebook(
     device: str | None = None,
     seed: int = 0,
     output_dir: str | None = None,
+    precision: str | None = None,
 ) -> NotebookContext:
     """Resolve a notebook's parameters: profile, model, SNLI folder, device, seed, outputs.
 
@@ -291,6 +317,7 @@ def setup_notebook(
     import torch
 
     from .devices import resolve_device
+    from .precision import describe_precision
     from .snli import SampleWarning, resolve_data_dir
 
     chosen = get_profile(profile)
@@ -305,9 +332,10 @@ def setup_notebook(
         device=resolve_device(device),
         seed=seed,
         output=output_dir_for(output_dir),
+        precision=precision or chosen.precision,
     )
     print(f"profile {chosen.name} | model {ctx.model} | device {ctx.device} | data {folder} | "
-          f"outputs {ctx.output}")
+          f"outputs {ctx.output}\n{describe_precision(ctx.precision, ctx.device)}")
     return ctx
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from .data import SNLIBERTDataset
 from .inference import evaluating, length_sorted_batches, to_device
+from .precision import autocast
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def evaluate_distributed(
     model: nn.Module, dataset: SNLIBERTDataset, info: DistInfo, device: torch.device,
-    batch_size: int,
+    batch_size: int, dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Each rank scores a slice of dev; sums are reduced so every rank sees the same metrics."""
     loss_sum = correct = count = 0.0
@@ -63,7 +64,8 @@ def evaluate_distributed(
     with evaluating(model), torch.inference_mode():
         for _, batch in length_sorted_batches(dataset, batch_size, order):
             inputs, labels = to_device(batch, device)
-            logits = unwrap(model)(inputs).float()
+            with autocast(device, dtype):  # the run's precision (None: fp32)
+                logits = unwrap(model)(inputs).float()
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
             correct += (logits.argmax(-1) == labels).sum().item()
             count += len(labels)

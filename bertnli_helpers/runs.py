@@ -35,6 +35,7 @@ from .errors import CheckpointError
 from .files import atomic_write_json
 from .inference import evaluate
 from .model import BERTClassifier, BertConfig
+from .precision import resolve_precision
 from .pretrained import load_pretrained
 from .snli import SNLISplit
 from .tokenization import TextTokenizer
@@ -121,9 +122,11 @@ def split_fingerprint(split: SNLISplit | None) -> dict[str, Any] | None:
 
 def run_inputs(info: RunInfo, train: SNLISplit, dev: SNLISplit, test: SNLISplit | None,
                config: TrainConfig) -> dict[str, Any]:
-    """What decides a run's result, as ``run_inputs.json`` stores it (``device`` left out)."""
+    """What decides a run's result, as ``run_inputs.json`` stores it (``device`` left out,
+    ``precision`` as it resolves here: "auto" is bf16 on one machine and fp32 on another)."""
     train_config = dataclasses.asdict(config)
-    train_config.pop("device")
+    device = resolve_device(train_config.pop("device"))
+    train_config["precision"] = resolve_precision(config.precision, device)
     inputs = {"info": dataclasses.asdict(info), "train_config": train_config,
               "data": {name: split_fingerprint(split)
                        for name, split in (("train", train), ("dev", dev), ("test", test))}}
@@ -237,6 +240,7 @@ def finetune_run(
                        resume_from=folder if resume else None)
     metrics: dict[str, Any] = {
         "model": info.model,
+        "precision": result.precision,
         "best_epoch": result.best_epoch + 1,
         "dev_accuracy": result.best_dev_accuracy,
         "train_pairs": len(train_set),
@@ -245,7 +249,8 @@ def finetune_run(
                                  if "examples_per_s" in r]),
     }
     if test is not None:
-        test_metrics = evaluate(net, SNLIBERTDataset(test, tokenizer, **encode))
+        test_metrics = evaluate(net, SNLIBERTDataset(test, tokenizer, **encode),
+                                precision=config.precision)
         metrics.update(test_accuracy=test_metrics["accuracy"], test_loss=test_metrics["loss"])
     info.save(folder)
     write_metrics(folder, metrics)

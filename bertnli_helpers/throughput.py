@@ -14,6 +14,7 @@ from .devices import resolve_device
 from .distributed import DistInfo
 from .inference import to_device
 from .optim import make_optimizer
+from .precision import autocast, autocast_dtype, resolve_precision
 from .train import TrainConfig, batch_sampler
 
 
@@ -35,8 +36,10 @@ def measure_throughput(
 ) -> dict[str, float]:
     """Training examples/s and tokens/s of ``config``'s batching on ``dataset`` (weights are
     restored afterwards, so the model is unchanged). Compares dynamic padding with padding to
-    ``max_len`` on the same model and data."""
+    ``max_len`` on the same model and data. The step runs in ``config.precision`` as
+    ``fine_tune`` would (``"auto"``: bf16 autocast where the device computes it natively)."""
     device = resolve_device(config.device)
+    dtype = autocast_dtype(config.precision, device)
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.to(device).train()
     optimizer = make_optimizer(model, config)
@@ -48,7 +51,9 @@ def measure_throughput(
         indices = next(batches)
         inputs, labels = to_device(dataset.batch(indices, pad_to=config.pad_to), device)
         tick = time.perf_counter()
-        loss = F.cross_entropy(model(inputs).float(), labels)
+        with autocast(device, dtype):
+            logits = model(inputs)
+        loss = F.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -65,4 +70,5 @@ def measure_throughput(
         "tokens_per_s": tokens / max(seconds, 1e-9),
         "padding_share": 1 - tokens / max(1, computed),
         "steps": steps,
+        "precision": resolve_precision(config.precision, device),
     }

@@ -39,7 +39,7 @@ from .errors import CheckpointError
 from .files import atomic_torch_save, atomic_write_json
 from .inference import evaluate, to_device
 from .optim import make_optimizer, make_scheduler
-from .precision import PRECISIONS, autocast, autocast_dtype
+from .precision import PRECISIONS, autocast, autocast_dtype, describe_precision, resolve_precision
 
 __all__ = [
     "BEST_WEIGHTS_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "HISTORY_FILE", "PRESETS",
@@ -59,7 +59,8 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     schedule: str = "linear"  # "linear" warm-up then decay, or "constant"
     max_grad_norm: float | None = 1.0
-    precision: str = "auto"  # "auto" (bf16/fp16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
+    precision: str = "auto"  # "auto" (bf16/fp16 on CUDA, bf16 on a CPU with native bf16, else
+    # fp32; see precision.py), "fp32", "bf16", "fp16"
     bucket: bool = True  # length-bucketed batches padded to their longest pair
     pad_to: int | None = None  # pad every batch to this width (the book: 128)
     micro_batch_size: int | None = None  # run each batch in chunks: the same step, less memory
@@ -149,6 +150,7 @@ class FineTuneResult:
     steps: int
     train_seconds: float  # optimizer steps only, over every epoch (resumed ones included)
     output_dir: Path | None
+    precision: str = "fp32"  # the arithmetic it ran in: "fp32", "bf16" or "fp16"
 
 
 # -- batches -----------------------------------------------------------------------------------
@@ -202,6 +204,7 @@ class Loop:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     dtype: torch.dtype | None  # autocast dtype, None for fp32
+    precision: str  # what config.precision means here: "fp32", "bf16" or "fp16"
     state: TrainState
     callbacks: Sequence[Callback] = ()
     out: Path | None = None
@@ -247,12 +250,15 @@ def start_loop(
         total_steps = min(total_steps, config.max_steps)
     optimizer = make_optimizer(base_model, config)
     dtype = autocast_dtype(config.precision, device)
+    if info.is_main:  # once per run, so a log says which arithmetic produced its numbers
+        print(describe_precision(config.precision, device), flush=True)
     state = TrainState(config=config, total_steps=total_steps, steps_per_epoch=len(sampler),
                        is_main=info.is_main)
     return Loop(model, base_model, train, dev, config, device, info, sampler, optimizer,
                 make_scheduler(optimizer, config, total_steps),
-                torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), dtype, state,
-                callbacks, Path(output_dir) if output_dir is not None else None)
+                torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), dtype,
+                resolve_precision(config.precision, device), state, callbacks,
+                Path(output_dir) if output_dir is not None else None)
 
 
 RESUME_MUST_MATCH = ("batch_size", "seed", "bucket", "pad_to", "lr", "epochs", "optimizer")
@@ -327,10 +333,10 @@ def evaluate_dev(loop: Loop, record: dict[str, float]) -> None:
         return
     if loop.info.world_size > 1:
         metrics = evaluate_distributed(loop.model, loop.dev, loop.info, loop.device,
-                                       loop.config.eval_batch_size)
+                                       loop.config.eval_batch_size, loop.dtype)
     else:
         metrics = evaluate(loop.base_model, loop.dev, batch_size=loop.config.eval_batch_size,
-                           device=loop.device)
+                           device=loop.device, precision=loop.precision)
     record.update(dev_accuracy=metrics["accuracy"], dev_loss=metrics["loss"])
     state = loop.state
     if metrics["accuracy"] > state.best_dev_accuracy:
@@ -446,8 +452,8 @@ def fine_tune(
     skip = resume_loop(loop, resume_from) if resume_from is not None else 0
     if loop.writes:
         atomic_write_json(loop.out / CONFIG_FILE, {
-            "train": dataclasses.asdict(config), "model": _model_config(loop.base_model),
-            "versions": library_versions()})
+            "train": dataclasses.asdict(config), "precision": loop.precision,
+            "model": _model_config(loop.base_model), "versions": library_versions()})
     loop.notify("on_train_begin")
     loop.model.train()
     for epoch in range(loop.state.epoch, config.epochs):
@@ -463,7 +469,7 @@ def fine_tune(
         history=state.history, best_dev_accuracy=state.best_dev_accuracy,
         best_epoch=state.best_epoch, steps=state.step,
         train_seconds=sum(r.get("train_seconds", 0.0) for r in state.history),
-        output_dir=loop.out)
+        output_dir=loop.out, precision=loop.precision)
 
 
 # -- small helpers -------------------------------------------------------------------------------
