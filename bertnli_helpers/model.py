@@ -14,6 +14,13 @@ Everything else is shared: learned token, segment and position embeddings summed
 Transformer blocks (``x = norm(x + dropout(sublayer(x)))``); attention through
 ``torch.nn.functional.scaled_dot_product_attention`` with the padding mask built from the valid
 lengths, so padded positions are never attended to.
+
+Two CPU training paths are written out by hand because PyTorch's are slow there (see
+``benchmarks/README.md``, "where a step goes"): dropout draws its mask from 64-bit random words,
+four elements each, instead of one Bernoulli draw per element; and when a backward pass will
+run, attention is computed explicitly (scores and softmax in fp32, as PyTorch's own CPU path
+does) instead of through SDPA, whose CPU training paths cost about twice as much for short
+SNLI pairs. Inference and every GPU keep SDPA and ``F.dropout``.
 """
 
 from __future__ import annotations
@@ -63,6 +70,57 @@ class BertConfig:
         return asdict(self)
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout``, with a cheaper mask on the CPU: keep each element with probability
+    ``1 - p`` (to 1/32768), scaled by ``1 / (1 - p)`` rounded to ``x``'s dtype, as
+    ``F.dropout``'s mask is; the backward pass is one multiplication by that mask."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, training=True)
+    scale = torch.full((), 1.0 / (1.0 - p), dtype=x.dtype)
+    return x * (_keep_mask(x.shape, p) * scale)
+
+
+def _keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
+    """Bernoulli(1 - p) booleans from 15 random bits per element: one 64-bit draw of the CPU
+    generator covers four elements, where ``bernoulli_`` draws one number per element."""
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_()  # 63 random bits each
+    lanes = words.view(torch.int16)[:n].view(shape) & 0x7FFF  # uniform on [0, 32768)
+    return lanes >= round(p * 32768)
+
+
+class Dropout(nn.Module):
+    """``nn.Dropout`` through :func:`dropout` (no parameters: checkpoints are unchanged)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def explicit_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+    dropout_p: float, training: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention written out: ``(context, weights)``. Scores and softmax run in fp32
+    even under autocast (short rows, so it is cheap); the weights meet ``v`` in ``v``'s dtype."""
+    fp32 = {"dtype": torch.float32, "memory_format": torch.contiguous_format}  # bmm-ready
+    with torch.autocast(q.device.type, enabled=False):
+        scores = q.to(**fp32) @ k.transpose(-2, -1).to(**fp32) * (1.0 / math.sqrt(q.shape[-1]))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(dim=-1)
+    dropped = dropout(weights.to(v.dtype), dropout_p, training)
+    return dropped @ v, weights
+
+
 def padding_mask(valid_lens: torch.Tensor | None, seq_len: int) -> torch.Tensor | None:
     """Boolean mask ``(batch, 1, 1, seq)``, True where a key may be attended to.
 
@@ -96,15 +154,15 @@ class SelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         weights = None
-        if need_weights:  # explicit softmax, for attention maps in the analysis notebook
-            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            weights = scores.softmax(dim=-1)
-            context = F.dropout(weights, self.dropout_p, self.training) @ v
+        # explicit: for attention maps (the analysis notebook), and on the CPU when a backward
+        # pass will follow (faster there than SDPA's CPU training paths)
+        cpu_backward = x.device.type == "cpu" and torch.is_grad_enabled() and q.requires_grad
+        if need_weights or cpu_backward:
+            context, weights = explicit_attention(q, k, v, mask, self.dropout_p, self.training)
         else:
-            dropout = self.dropout_p if self.training else 0.0
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            dropout_p = self.dropout_p if self.training else 0.0
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                     dropout_p=dropout_p)
         batch, _, seq, _ = context.shape
         return self.out(context.transpose(1, 2).reshape(batch, seq, -1)), weights
 
@@ -129,7 +187,7 @@ class EncoderBlock(nn.Module):
         self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn = FeedForward(config)
         self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool = False
@@ -151,7 +209,7 @@ class BERTEncoder(nn.Module):
         self.pos_embedding = nn.Parameter(torch.zeros(config.max_len, h))
         hf = config.flavour == "hf"
         self.embed_norm = nn.LayerNorm(h, eps=config.layer_norm_eps) if hf else nn.Identity()
-        self.embed_dropout = nn.Dropout(config.dropout) if hf else nn.Identity()
+        self.embed_dropout = Dropout(config.dropout) if hf else nn.Identity()
         self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.num_layers))
 
     def embed(self, tokens: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
