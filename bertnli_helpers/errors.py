@@ -64,3 +64,23 @@ class InputTooLongError(BertNLIError, ValueError):
 
 class CheckpointError(BertNLIError, ValueError):
     """A checkpoint or run folder cannot be used (missing, unreadable, or from another setup)."""
+
+
+class FolderLockedError(BertNLIError):
+    """Another process is writing into the same run folder (its pid is in the message)."""
+
+
+class EmptySplitError(BertNLIError, ValueError):
+    """A train, dev or test split has no usable pairs (an empty or all-'-' file)."""
+
+
+class SettingError(BertNLIError, ValueError):
+    """A setting that cannot be used as given (a recipe value, a device, a length)."""
+
+
+class DeviceUnavailableError(BertNLIError, RuntimeError):
+    """The device asked for does not exist here (no silent fallback to another one)."""
+
+
+class CorruptArchiveError(BertNLIError, ValueError):
+    """An archive that cannot be read to the end (truncated, or its sizes and data disagree)."""
