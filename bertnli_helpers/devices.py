@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import DeviceUnavailableError
+
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None``/``"auto"``: the first GPU if there is one, else the CPU. An explicit device that
@@ -12,17 +14,20 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:  # torch's own list of the device types it knows
+        raise DeviceUnavailableError(f"unknown device {str(device)!r}: {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise DeviceUnavailableError(
             f"device {device} was asked for but CUDA is not available here "
             "(torch.cuda.is_available() is False); use device='cpu' or 'auto', or install a CUDA "
             "build of torch (README: 'Using a GPU')"
         )
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise RuntimeError(
+        raise DeviceUnavailableError(
                 f"device {device} was asked for but only {torch.cuda.device_count()} GPU(s) exist"
             )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError(f"device {device} was asked for but MPS is not available here")
+        raise DeviceUnavailableError(f"device {device} was asked for but MPS is not available here")
     return device
