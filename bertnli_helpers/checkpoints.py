@@ -52,7 +52,8 @@ def load_tensors(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"{path} is not a plain-tensor {what}: it asks to run code when loaded, so it was "
-            "refused; do not load it any other way unless you wrote it yourself") from None
+            "refused, and it must not be loaded any other way (that would run the code)"
+            ) from None
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(
