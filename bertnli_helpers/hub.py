@@ -23,13 +23,20 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .errors import BertNLIError, ChecksumError, DownloadError, UnsafeArchiveError
+from .errors import (
+    BertNLIError,
+    ChecksumError,
+    CorruptArchiveError,
+    DownloadError,
+    UnsafeArchiveError,
+)
 
 __all__ = [
     "CACHE_ENV",
@@ -60,6 +67,12 @@ CHUNK_SIZE = 1 << 20
 
 MARKER = ".bertnli-archive.sha1"
 """File written inside an extracted folder, holding the SHA-1 of the archive it came from."""
+
+MAX_UNPACKED_BYTES = 8 << 30
+"""The most an archive may unpack to: 8 GiB (SNLI unpacks to ~0.5 GiB, bert.base to ~0.5 GiB)."""
+
+MAX_RATIO = 100
+"""The most an archive may unpack to per byte of its own size (SNLI: ~5; a zip bomb: ~1,000)."""
 
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar", ".zip")
 
@@ -136,6 +149,9 @@ def cache_dir() -> Path:
     """The download cache: ``$BERTNLI_CACHE_DIR``, else ``~/.cache/bertnli``; created on demand."""
     env = os.environ.get(CACHE_ENV)
     folder = Path(env).expanduser() if env else Path.home() / ".cache" / "bertnli"
+    if folder.exists() and not folder.is_dir():
+        raise DownloadError(f"the download cache {folder} is a file, not a folder: set "
+                            f"{CACHE_ENV} to a folder (or unset it for ~/.cache/bertnli)")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -392,8 +408,26 @@ def _check_tar(archive: Path, members: Iterable[tarfile.TarInfo]) -> None:
 
 
 def _check_zip(archive: Path, infos: Iterable[zipfile.ZipInfo]) -> None:
+    infos = list(infos)
     for info in infos:
         _safe_parts(info.filename, archive)
+    _check_unpacked_size(archive, sum(info.file_size for info in infos))
+
+
+def _check_unpacked_size(archive: Path, total: int) -> None:
+    """Refuse an archive that would unpack to more than :data:`MAX_UNPACKED_BYTES`, or to more
+    than :data:`MAX_RATIO` times its own size (a zip bomb), before anything is written. The sizes
+    are the archive's own: zipfile stops each member at its stated size and checks its CRC."""
+    size = max(archive.stat().st_size, 1)
+    mib = 1 << 20
+    if total > MAX_UNPACKED_BYTES:
+        raise UnsafeArchiveError(
+            f"{archive} would unpack to {total / mib:.1f} MiB, over the limit of "
+            f"{MAX_UNPACKED_BYTES / mib:.1f} MiB; refusing to extract the archive")
+    if total > MAX_RATIO * size:
+        raise UnsafeArchiveError(
+            f"{archive} would unpack to {total / mib:.1f} MiB, {total / size:,.0f} times its size "
+            f"(the limit is {MAX_RATIO}); refusing to extract what looks like a zip bomb")
 
 
 def _extract_zip(zf: zipfile.ZipFile, archive: Path, dest: Path) -> None:
@@ -409,6 +443,14 @@ def _extract_zip(zf: zipfile.ZipFile, archive: Path, dest: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with zf.open(info) as src, open(path, "wb") as out:
             shutil.copyfileobj(src, out, CHUNK_SIZE)
+
+
+_UNREADABLE = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error)
+
+
+def _corrupt(archive: Path, exc: BaseException) -> CorruptArchiveError:
+    return CorruptArchiveError(f"{archive} cannot be read to the end ({exc}): it is truncated "
+                               "or corrupt; delete it and download it again")
 
 
 def _read_marker(folder: Path) -> str | None:
@@ -441,12 +483,16 @@ def extract(
     _archive_stem(archive.name)  # rejects unsupported formats with a clear message
     folder.parent.mkdir(parents=True, exist_ok=True)
 
-    if is_zip:
-        with zipfile.ZipFile(archive) as zf:
-            _check_zip(archive, zf.infolist())
-    else:
-        with tarfile.open(archive, "r:*") as tf:
-            _check_tar(archive, tf.getmembers())
+    try:
+        if is_zip:
+            with zipfile.ZipFile(archive) as zf:
+                _check_zip(archive, zf.infolist())
+        else:
+            with tarfile.open(archive, "r:*") as tf:
+                _check_tar(archive, tf.getmembers())
+                _check_unpacked_size(archive, sum(m.size for m in tf.getmembers() if m.isfile()))
+    except _UNREADABLE as exc:
+        raise _corrupt(archive, exc) from None
 
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".partial"))
     try:
@@ -467,6 +513,9 @@ def extract(
                     ) from exc
         (tmp / MARKER).write_text(digest + "\n", encoding="ascii")
         _install(tmp, folder, digest)
+    except _UNREADABLE as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _corrupt(archive, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
