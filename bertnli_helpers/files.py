@@ -113,10 +113,10 @@ def run_folder_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
     The folder is created if needed (and removed again if it is still empty when released, so a
     refused command leaves nothing). Once held, temporary files of killed writers are removed.
     Re-entrant within one process, so a command may hold the folder around library calls that
-    take the lock themselves.
+    take the lock themselves; under torchrun only rank 0 (the writer) takes it.
     """
     folder = Path(folder).absolute()
-    if folder in _held or fcntl is None:
+    if folder in _held or fcntl is None or _torchrun_follower():
         _held[folder] = _held.get(folder, 0) + 1
         try:
             yield folder
@@ -160,6 +160,11 @@ def _take_lock(path: Path, folder: Path) -> int:
             os.write(fd, f"{os.getpid()}\n".encode("ascii"))
             return fd
         os.close(fd)
+
+
+def _torchrun_follower() -> bool:
+    """A process of a torchrun job other than rank 0: it writes nothing, rank 0 holds the lock."""
+    return os.environ.get("RANK", "0") != "0"
 
 
 def _release_count(folder: Path) -> None:
