@@ -14,13 +14,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import BertNLIError
+from .errors import BertNLIError, UsageError
 
 EXIT_USAGE = 2
-
-
-class UsageError(BertNLIError):
-    """A command-line request that cannot be carried out as given."""
 
 
 def _positive_int(text: str) -> int:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .errors import BertNLIError, ChecksumError, DownloadError, UnsafeArchiveError
+from .errors import ChecksumError, DownloadError, UnknownResourceError, UnsafeArchiveError
 
 __all__ = [
     "CACHE_ENV",
@@ -37,7 +37,6 @@ __all__ = [
     "REGISTRY",
     "TIMEOUT",
     "Resource",
-    "UnknownResourceError",
     "cache_dir",
     "download",
     "download_extract",
@@ -77,13 +76,6 @@ class Resource:
     def file_name(self) -> str:
         """The name the file gets in the cache: the last part of the URL's path."""
         return _file_name(self.url)
-
-
-class UnknownResourceError(BertNLIError, KeyError):
-    """A resource name that is not in the registry (and not a URL)."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 REGISTRY: dict[str, Resource] = {}

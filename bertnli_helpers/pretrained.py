@@ -29,7 +29,7 @@ import torch
 
 from . import hub
 from .devices import resolve_device
-from .errors import BertNLIError, CheckpointMismatchError
+from .errors import CheckpointMismatchError, PretrainedLoadError
 from .model import BertConfig, PretrainedBERT
 from .tokenization import TextTokenizer, load_book_vocab, load_wordpiece
 
@@ -70,10 +70,6 @@ HF_KEY_RULES: list[tuple[str, str]] = [
 HF_IGNORED = (r"^embeddings\.position_ids$", r"^cls\.", r"^classifier\.", r"^qa_outputs\.")
 # Older checkpoints name LayerNorm parameters gamma/beta.
 HF_LEGACY_NAMES = {".gamma": ".weight", ".beta": ".bias"}
-
-
-class PretrainedLoadError(BertNLIError, ValueError):
-    """A model name or folder cannot be loaded (unknown name, missing files, unsafe pickle)."""
 
 
 def rename_keys(

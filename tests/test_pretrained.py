@@ -11,16 +11,19 @@ import pytest
 import torch
 
 from bertnli_helpers import hub
-from bertnli_helpers.errors import CheckpointMismatchError, InputTooLongError
+from bertnli_helpers.errors import (
+    CheckpointMismatchError,
+    InputTooLongError,
+    PretrainedLoadError,
+    VocabularyError,
+)
 from bertnli_helpers.model import BertConfig
 from bertnli_helpers.pretrained import (
-    PretrainedLoadError,
     load_pretrained,
     load_pretrained_model,
     minilm_folder,
 )
 from bertnli_helpers.snli import read_snli
-from bertnli_helpers.tokenization import VocabularyError
 
 BOOK_RESERVED = ["<pad>", "<mask>", "<cls>", "<sep>"]
 

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from bertnli_helpers.errors import VocabularyError
 from bertnli_helpers.pretrained import minilm_folder
 from bertnli_helpers.snli import read_snli
-from bertnli_helpers.tokenization import VocabularyError, load_book_vocab, load_wordpiece
+from bertnli_helpers.tokenization import load_book_vocab, load_wordpiece
 
 
 @pytest.fixture(scope="module")
