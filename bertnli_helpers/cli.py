@@ -1,8 +1,9 @@
 """The ``bertnli`` command: download, finetune, evaluate, predict, truncation-report, course.
 
-Every subcommand explains itself with ``--help``. Bad arguments and missing files end with a
-one-line error and exit code 2; output files are written atomically, so a failed command leaves
-nothing half-written.
+Every subcommand explains itself with ``--help``; the choices it offers (pooling heads, models,
+splits, strategies, profiles) are read from the package's registries. Bad arguments and missing
+files end with a one-line error and exit code 2; output files are written atomically, so a failed
+command leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import BertNLIError
+from . import hub
+from .course import PROFILES
+from .errors import BertNLIError, UsageError
+from .model import POOLING_HEADS
+from .pretrained import NAMED_MODELS
+from .snli import SPLITS
+from .truncation import STRATEGIES
 
 EXIT_USAGE = 2
-
-
-class UsageError(BertNLIError):
-    """A command-line request that cannot be carried out as given."""
 
 
 def _positive_int(text: str) -> int:
@@ -30,10 +33,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _strategy_name(text: str) -> str:
+    """A truncation strategy's name as ``truncation.get_strategy`` reads it ('-' as '_')."""
+    return text.strip().replace("-", "_")
+
+
 # -- download --------------------------------------------------------------------------------
 def cmd_download(args: argparse.Namespace) -> int:
-    from . import hub
-
     if args.list or not args.names:
         for name, res in hub.REGISTRY.items():
             print(f"{name:12s} {res.url}  sha1={res.sha1}")
@@ -200,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("download", help="fetch SNLI or a book checkpoint into the cache")
-    p.add_argument("names", nargs="*", help="resource names: SNLI, bert.small, bert.base")
+    p.add_argument("names", nargs="*", help=f"resource names: {', '.join(hub.REGISTRY)}")
     p.add_argument("--list", action="store_true", help="list the known resources")
     p.set_defaults(func=cmd_download)
 
@@ -213,13 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fine-tune, pick the best epoch on dev, report test accuracy. "
                                    "The output folder gets checkpoint, config, history, metrics.")
     p.add_argument("--model", default="minilm",
-                   help="minilm (offline), bert.small, bert.base, scratch, or a model folder")
+                   help=f"{', '.join(NAMED_MODELS)}, or a model folder or zip "
+                   "(default: minilm, which works offline)")
     data_args(p)
     p.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
     p.add_argument("--dev-size", type=_positive_int, help="random sample of dev pairs")
     p.add_argument("--test-size", type=_positive_int, help="random sample of test pairs")
     p.add_argument("--max-len", type=int, default=128, help="packed length limit (default 128)")
-    p.add_argument("--truncation", default="longest_first", help="pair truncation strategy")
+    p.add_argument("--truncation", default="longest_first", type=_strategy_name,
+                   choices=list(STRATEGIES), help="pair truncation strategy")
     p.add_argument("--preset", default="tuned", help="recipe: tuned (default) or book")
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)
@@ -228,10 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
     p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
     p.add_argument("--freeze-encoder", action="store_true", help="train only the MLP on <cls>")
-    p.add_argument("--pooling", default="auto", choices=["auto", "cls", "mean", "pair"],
-                   help="what the classifier reads: the <cls> state (the book), the mean of all "
-                   "token states, or 'pair': premise and hypothesis means compared; 'auto' "
-                   "(default): 'pair' for minilm, 'cls' for the book's BERTs")
+    p.add_argument("--pooling", default="auto", choices=["auto", *POOLING_HEADS],
+                   help="what the classifier reads: the <cls> state (cls, the book's), the mean "
+                   "of all token states (mean), premise and hypothesis means compared (pair), or "
+                   "another registered head; 'auto' (default): the one that suits the model, "
+                   "'pair' for minilm, 'cls' for the book's BERTs")
     p.add_argument("--output", required=True, help="folder for the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.set_defaults(func=cmd_finetune)
@@ -239,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="accuracy of a fine-tuned run on a split")
     p.add_argument("--run", required=True, help="output folder of 'bertnli finetune'")
     data_args(p)
-    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--size", type=_positive_int, help="random sample of pairs")
     p.set_defaults(func=cmd_evaluate)
 
@@ -254,14 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("truncation-report", help="how often each strategy truncates, per max_len")
     p.add_argument("--model", default="minilm", help="whose tokenizer counts the tokens")
     data_args(p)
-    p.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    p.add_argument("--split", default="dev", choices=SPLITS)
     p.add_argument("--size", type=_positive_int)
     p.add_argument("--max-len", type=int, nargs="+", default=[16, 24, 32, 48, 64, 128])
-    p.add_argument("--strategies", nargs="+", help="default: all registered strategies")
+    p.add_argument("--strategies", nargs="+", type=_strategy_name, choices=list(STRATEGIES),
+                   help="default: all registered strategies")
     p.set_defaults(func=cmd_truncation_report)
 
     p = sub.add_parser("course", help="run every notebook and write executed copies and HTML")
-    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "full"])
+    p.add_argument("--profile", default="quick", choices=list(PROFILES))
     p.add_argument("--output", default="course_output")
     p.add_argument("--notebooks", nargs="+", help="only these notebooks (names or numbers)")
     p.add_argument("--model", default=None, help="override the profile's model")

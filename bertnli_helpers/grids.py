@@ -25,15 +25,11 @@ import numpy as np
 import pandas as pd
 
 from .comparison import compare, correct_mask, learning_check, seed_spread
-from .errors import BertNLIError
+from .errors import GridError
 from .files import atomic_write, atomic_write_json, atomic_write_text
 
 PROBS_FILE = "test_probs.npy"
 GRID_FILE = "grid.json"
-
-
-class GridError(BertNLIError, ValueError):
-    """A grid asks to vary something that cannot vary, or with values that do not parse."""
 
 
 def _parse_bool(text: str) -> bool:

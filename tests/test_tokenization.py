@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from bertnli_helpers.errors import VocabularyError
 from bertnli_helpers.pretrained import minilm_folder
-from bertnli_helpers.tokenization import VocabularyError, load_book_vocab, load_wordpiece
+from bertnli_helpers.tokenization import load_book_vocab, load_wordpiece
 
 
 def test_book_tokenizer_matches_the_books_vocab_and_split(d2l, dev_book, tmp_path):
