@@ -46,9 +46,9 @@ def _strategy_names() -> list[str]:
 
 
 def _pooling_names() -> list[str]:
-    from . import model
+    from .model import POOLING_HEADS
 
-    return list(getattr(model, "POOLING_HEADS", ("cls", "mean", "pair")))
+    return list(POOLING_HEADS)
 
 
 def _precision_names() -> list[str]:
@@ -210,7 +210,7 @@ def run_cell(spec: GridSpec, root: Path, variant: Variant, seed: int) -> CellRes
     folder = cell_folder(root, variant, seed)
     outcome = finetune_run(folder, info, train, dev, test, config, reuse=True,
                            resume=(folder / CHECKPOINT_FILE).exists(), keep_checkpoint=False)
-    labels = np.asarray(test.labels)
+    labels = np.array([r.label for r in test.records])
     probs_path = folder / PROBS_FILE
     probs = np.load(probs_path) if outcome.reused and probs_path.exists() else None
     if probs is None or len(probs) != len(labels):
@@ -258,8 +258,9 @@ class GridResult:
                 "variant": variant_label(variant), "seeds": len(runs),
                 "dev mean": dev_mean, "dev sd": dev_sd, "test mean": test_mean,
                 "test sd": test_sd, "learned": f"{learned}/{len(runs)}",
-                "examples/s": float(np.mean([c.metrics["examples_per_s"] for c in runs])),
-                "minutes": float(np.mean([c.metrics["train_seconds"] for c in runs])) / 60,
+                "examples/s": round(float(np.mean([c.metrics["examples_per_s"] for c in runs])), 1),
+                "minutes": round(float(np.mean([c.metrics["train_seconds"] for c in runs])) / 60,
+                                 2),
             })
         return pd.DataFrame(rows)
 
@@ -286,11 +287,29 @@ class GridResult:
                        np.stack([by_key[base, s] for s in seeds]),
                        variant_label(variant), variant_label(base))
 
+    def learned(self, variant: Variant) -> bool:
+        """Whether most of a variant's seeds beat the majority-class rate measurably."""
+        checks = [learning_check(c.correct, c.labels).learned
+                  for c in self.cells if c.variant == variant]
+        return bool(checks) and sum(checks) * 2 > len(checks)
+
     def sentences(self) -> list[str]:
-        """What the grid shows, one generated sentence per variant against the baseline."""
+        """What the grid shows, one generated sentence per variant against the baseline; a
+        comparison with a side that did not learn says so instead of reading a direction."""
         base = self.spec.baseline_variant()
-        found = (self.comparison(v, base) for v in self.spec.variants() if v != base)
-        return [c.sentence() for c in found if c is not None]
+        sentences = []
+        for variant in self.spec.variants():
+            comparison = self.comparison(variant, base) if variant != base else None
+            if comparison is None:
+                continue
+            idle = [variant_label(v) for v in (variant, base) if not self.learned(v)]
+            if idle:
+                sentences.append(f"{comparison.name_a} against {comparison.name_b}: not "
+                                 f"comparable, {' and '.join(idle)} did not learn measurably "
+                                 "(accuracy not above the majority class); train longer.")
+            else:
+                sentences.append(comparison.sentence())
+        return sentences
 
     def save(self, root: Path) -> list[Path]:
         """results.csv / results.md (the table), verdicts.csv / verdicts.md."""
