@@ -14,26 +14,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 from bertnli_helpers.callbacks import ProgressBar
+from bertnli_helpers.model import POOLING_HEADS
 from bertnli_helpers.pretrained import suggested_pooling
 from bertnli_helpers.runs import RunInfo, finetune_run
-from bertnli_helpers.snli import read_records
+from bertnli_helpers.snli import read_records, resolve_data_dir
 from bertnli_helpers.train import preset
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "snli"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=os.environ.get("BERTNLI_DATA_DIR") or DEFAULT_DATA)
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="SNLI folder (default: $BERTNLI_DATA_DIR, else the official zip)")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--presets", nargs="+", default=["tuned", "book"])
     parser.add_argument("--pooling", default="suggested",
-                        choices=["suggested", "cls", "mean", "pair"],
+                        choices=["suggested", *POOLING_HEADS],
                         help="the classifier's pooling; 'suggested': what suits the model "
                         "('pair' for minilm, 'cls' for the book's BERTs)")
     parser.add_argument("--dev-size", type=int, default=2000)
@@ -41,9 +40,10 @@ def main() -> None:
     parser.add_argument("--runs", default="benchmarks/results/accuracy-runs")
     parser.add_argument("--out", default="benchmarks/results/accuracy.json")
     args = parser.parse_args()
-    train = read_records(args.data, "train")
-    dev = read_records(args.data, "dev").sample(args.dev_size, args.seed)
-    test = read_records(args.data, "test")
+    data_dir = resolve_data_dir(args.data_dir)
+    train = read_records(data_dir, "train")
+    dev = read_records(data_dir, "dev").sample(args.dev_size, args.seed)
+    test = read_records(data_dir, "test")
     pooling = suggested_pooling(args.model) if args.pooling == "suggested" else args.pooling
     rows = []
     for name in args.presets:

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
-import types
 import warnings
 from pathlib import Path
 
@@ -36,31 +34,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bertnli_helpers.book import import_d2l
 from bertnli_helpers.data import LengthBucketSampler, RandomBatchSampler, SNLIBERTDataset
 from bertnli_helpers.model import BERTClassifier, BertConfig
 from bertnli_helpers.optim import make_optimizer
 from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.snli import read_records
+from bertnli_helpers.snli import read_records, resolve_data_dir
 from bertnli_helpers.train import preset
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "snli"
 SIZES = {
     "minilm": dict(hidden=384, layers=6, heads=12, ffn=1536),
     "book-small": dict(hidden=256, layers=2, heads=4, ffn=512),
 }
-
-
-def import_d2l():
-    """The book's code; its torchvision import is unused by BERT, so a stand-in is enough."""
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("torchvision")
-        stub.transforms = types.ModuleType("torchvision.transforms")
-        sys.modules.update({"torchvision": stub, "torchvision.transforms": stub.transforms})
-    from d2l import torch as d2l
-
-    return d2l
 
 
 class BookClassifier(nn.Module):
@@ -134,6 +119,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="SNLI folder (default: $BERTNLI_DATA_DIR, else the official zip)")
     parser.add_argument("--out", default="benchmarks/results/train_throughput.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -141,7 +128,7 @@ def main() -> None:
     d2l = import_d2l()
     peak = matmul_peak()
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {args.threads} threads")
-    split = read_records(DATA, "train")
+    split = read_records(resolve_data_dir(args.data_dir), "train")
     rows = []
     for name, size in SIZES.items():
         torch.manual_seed(0)

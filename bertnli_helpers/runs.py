@@ -35,8 +35,8 @@ from .devices import resolve_device
 from .errors import CheckpointError, EmptySplitError, InputTooLongError
 from .files import atomic_write_json, run_folder_lock
 from .inference import evaluate
-from .model import BERTClassifier, BertConfig
-from .pretrained import load_pretrained
+from .model import BERTClassifier
+from .pretrained import load_for_run
 from .snli import SNLISplit
 from .tokenization import TextTokenizer
 from .train import Callback, TrainConfig, check_resumable, fine_tune
@@ -57,8 +57,8 @@ class RunInfo:
     max_len: int = 128
     truncation: str = "longest_first"
     freeze_encoder: bool = False
-    pooling: str = "cls"  # what the MLP classifies: "cls" (the book) or "mean" of the tokens
-    model_config: dict[str, Any] | None = None  # for "scratch" models
+    pooling: str = "cls"  # what the MLP classifies: a name in model.POOLING_HEADS
+    model_config: dict[str, Any] | None = None  # sizes of a model only the run holds ("scratch")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self, folder: str | Path) -> Path:
@@ -109,9 +109,7 @@ def build_classifier(
     info: RunInfo, device: str | torch.device | None = "cpu"
 ) -> tuple[BERTClassifier, TextTokenizer]:
     """The untrained classifier a run started from (pretrained encoder, new output layer)."""
-    config = BertConfig(**info.model_config) if info.model == "scratch" and info.model_config \
-        else None
-    bert, tokenizer = load_pretrained(info.model, config=config, device="cpu")
+    bert, tokenizer, _ = load_for_run(info.model, info.model_config)
     net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
     return net.to(resolve_device(device)), tokenizer
 
@@ -273,18 +271,13 @@ def finetune_run(
         if isinstance(saved.get("train_config"), dict):
             check_resumable(saved["train_config"], config, folder / INPUTS_FILE)
     info = dataclasses.replace(info, extra=dict(info.extra))  # the caller's stays as asked
-    config_model = None
-    if info.model == "scratch" and info.model_config:
-        config_model = BertConfig(**info.model_config)
-    bert, tokenizer = load_pretrained(info.model, config=config_model, device="cpu",
-                                      seed=config.seed)
+    bert, tokenizer, info.model_config = load_for_run(info.model, info.model_config,
+                                                      seed=config.seed)
     torch.manual_seed(config.seed)  # the new output layer starts the same in every run
     net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
     check_max_len(info, bert)
     if not resume:
         _clear_run_files(folder)  # no stale checkpoint, best weights or metrics survive
-    if info.model == "scratch":
-        info.model_config = bert.config.to_dict()
     encode = {"max_len": info.max_len, "truncation": info.truncation}
     train_set = SNLIBERTDataset(train, tokenizer, **encode)
     dev_set = SNLIBERTDataset(dev, tokenizer, **encode)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-from .errors import BertNLIError
+from .errors import VocabularyError
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,6 @@ WORDPIECE_SPECIALS = SpecialTokens(
 
 
 _PARSE_TOKEN = re.compile(r"\w+(?:[-']\w+)*|[^\w\s]")
-
-
-class VocabularyError(BertNLIError, ValueError):
-    """A vocabulary file is unusable (missing special tokens, wrong format)."""
 
 
 class TextTokenizer:

@@ -19,10 +19,11 @@ from bertnli_helpers.data import (
     make_loader,
 )
 from bertnli_helpers.pretrained import minilm_folder
-from bertnli_helpers.snli import SNLISplit, read_records, read_snli
+from bertnli_helpers.snli import SNLISplit, read_records
 from bertnli_helpers.tokenization import book_tokenizer, load_wordpiece
 
-N_PAIRS = 3_000  # real dev pairs used for the parity tests
+from conftest import DEV_PAIRS as N_PAIRS
+
 RESERVED = ["<pad>", "<mask>", "<cls>", "<sep>"]
 FIELDS = list(data.EncodedPairs.__dataclass_fields__)
 
@@ -65,18 +66,6 @@ def book_recipe(d2l, vocab, premises, hypotheses, max_len):
 @pytest.fixture(scope="module")
 def dev_records(snli_dir):
     return read_records(snli_dir, "dev")
-
-
-@pytest.fixture(scope="module")
-def dev_book(snli_dir):
-    premises, hypotheses, labels = read_snli(snli_dir, "dev", text="book")
-    return premises[:N_PAIRS], hypotheses[:N_PAIRS], labels[:N_PAIRS]
-
-
-@pytest.fixture(scope="module")
-def dev_raw(snli_dir):
-    premises, hypotheses, labels = read_snli(snli_dir, "dev", text="raw")
-    return premises[:N_PAIRS], hypotheses[:N_PAIRS], labels[:N_PAIRS]
 
 
 @pytest.fixture(scope="module")

@@ -37,8 +37,8 @@ from bertnli_helpers.runs import (
 from bertnli_helpers.snli import SampleWarning, read_records
 from bertnli_helpers.train import Callback, TrainConfig
 
-TINY = dict(vocab_size=30522, hidden_size=32, num_layers=1, num_heads=2, ffn_size=64, max_len=64,
-            flavour="hf")
+from conftest import TINY
+
 CONFIG = TrainConfig(epochs=1, batch_size=16, max_steps=2, device="cpu", eval_batch_size=64)
 
 

@@ -6,19 +6,9 @@ import json
 
 import pytest
 
+from bertnli_helpers.errors import VocabularyError
 from bertnli_helpers.pretrained import minilm_folder
-from bertnli_helpers.snli import read_snli
-from bertnli_helpers.tokenization import VocabularyError, load_book_vocab, load_wordpiece
-
-
-@pytest.fixture(scope="module")
-def dev_book(snli_dir):
-    return read_snli(snli_dir, "dev", text="book")
-
-
-@pytest.fixture(scope="module")
-def dev_raw(snli_dir):
-    return read_snli(snli_dir, "dev", text="raw")
+from bertnli_helpers.tokenization import load_book_vocab, load_wordpiece
 
 
 def test_book_tokenizer_matches_the_books_vocab_and_split(d2l, dev_book, tmp_path):

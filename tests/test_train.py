@@ -31,9 +31,9 @@ from bertnli_helpers.pretrained import load_pretrained
 from bertnli_helpers.snli import read_records
 from bertnli_helpers.train import TrainConfig, fine_tune, preset
 
+from conftest import TINY
+
 SCRIPTS = Path(__file__).parent / "scripts"
-TINY = dict(vocab_size=30522, hidden_size=32, num_layers=1, num_heads=2, ffn_size=64, max_len=64,
-            flavour="hf")
 
 
 @pytest.fixture(scope="module")

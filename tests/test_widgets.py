@@ -20,14 +20,13 @@ from bertnli_helpers.snli import LABEL_NAMES, SampleWarning, read_records
 from bertnli_helpers.tokenization import book_tokenizer
 from bertnli_helpers.truncation import STRATEGIES, truncate_with_report, truncation_summary
 
-TINY = BertConfig(vocab_size=30522, hidden_size=32, num_layers=1, num_heads=2, ffn_size=64,
-                  max_len=64, flavour="hf")
+from conftest import TINY
 
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer():
     torch.manual_seed(0)
-    bert, tokenizer = load_pretrained("scratch", config=TINY)
+    bert, tokenizer = load_pretrained("scratch", config=BertConfig(**TINY))
     return BERTClassifier(bert).eval(), tokenizer
 
 
