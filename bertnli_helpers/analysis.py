@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from .data import SNLIBERTDataset
-from .inference import predict
+from .inference import evaluating, predict
 from .snli import LABEL_NAMES, SNLIRecord, SNLISplit
 from .tokenization import TextTokenizer
 
@@ -467,12 +467,8 @@ def attention_for_pair(
         raise IndexError(f"pair {i} is not in a dataset of {len(dataset)} pairs")
     device = next(model.parameters()).device
     (tokens, segments, valid), _ = dataset.batch([i])
-    was_training = model.training
-    model.eval()  # no embedding dropout in the maps
-    try:
+    with evaluating(model):  # no embedding dropout in the maps
         maps = model.encoder.attention_maps(
             tokens.to(device), segments.to(device), valid.to(device)
         )
-    finally:
-        model.train(was_training)
     return dataset.tokens_of(i), maps[:, 0].float().cpu().numpy()

@@ -220,15 +220,12 @@ class NotebookContext:
 
         ``train_size="compare"`` gives the smaller train sample of the comparison runs.
         """
-        from .snli import read_records
+        from .snli import sample_splits
 
         size = {"profile": self.profile.train_size,
                 "compare": self.profile.compare_train_size}.get(train_size, train_size)
-        return (
-            read_records(self.data_dir, "train").sample(size, self.seed),
-            read_records(self.data_dir, "dev").sample(self.profile.dev_size, self.seed),
-            read_records(self.data_dir, "test").sample(self.profile.test_size, self.seed),
-        )
+        return sample_splits(self.data_dir, train_size=size, dev_size=self.profile.dev_size,
+                             test_size=self.profile.test_size, seed=self.seed)
 
     def train_config(self, preset_name: str = "tuned", *, compare: bool = False, **changes: Any):
         """A preset sized for the profile: its epochs and step cap, this device and seed."""

@@ -27,10 +27,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .files import atomic_write
 from .snli import SNLISplit
 from .tokenization import TextTokenizer
-from .truncation import STRATEGIES, get_strategy
+from .truncation import SPECIAL_TOKENS_PER_PAIR, STRATEGIES, get_strategy
 
 CACHE_FORMAT = 1  # bump when the stored arrays change meaning
-SPECIAL_TOKENS_PER_PAIR = 3  # <cls>, <sep>, <sep>
 
 Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Batch = tuple[Inputs, torch.Tensor]

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputTooLongError
+from .inference import evaluating
 
 Flavour = Literal["book", "hf"]
 
@@ -182,15 +183,13 @@ class BERTEncoder(nn.Module):
 
         Computed in eval mode (no dropout), whatever mode the model is in.
         """
-        was_training = self.training
-        self.eval()
-        mask = padding_mask(valid_lens, tokens.shape[1])
-        x = self.embed(tokens, segments)
         maps = []
-        for block in self.blocks:
-            x, weights = block(x, mask, need_weights=True)
-            maps.append(weights)
-        self.train(was_training)
+        with evaluating(self):
+            mask = padding_mask(valid_lens, tokens.shape[1])
+            x = self.embed(tokens, segments)
+            for block in self.blocks:
+                x, weights = block(x, mask, need_weights=True)
+                maps.append(weights)
         return torch.stack(maps)
 
 

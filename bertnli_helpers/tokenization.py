@@ -109,10 +109,16 @@ class TextTokenizer:
             return [text.lower().split() for text in texts]
         return [e.tokens for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
-    def split_like_parse(self, text: str) -> str:
-        """Typed text spaced like SNLI's parse text ("dog." -> "dog ."), for the book's vocabulary,
-        whose entries are the parse tokens."""
-        return " ".join(_PARSE_TOKEN.findall(text))
+    def prepare_typed(self, text: str) -> str:
+        """Text a person typed, in the form this vocabulary was built from.
+
+        The book's vocabulary holds SNLI's parse tokens, so typed text is spaced like the parse
+        text ("dog." -> "dog ."); WordPiece splits raw text itself, so it gets the text unchanged.
+        Every place that tokenizes typed text (widgets, ``bertnli predict``, notebooks) calls this.
+        """
+        if self.text_form == "book":
+            return " ".join(_PARSE_TOKEN.findall(text))
+        return text
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of many texts in one fast call (no special tokens added)."""

@@ -26,12 +26,17 @@ from .data import SNLIBERTDataset
 from .inference import predict
 from .snli import LABEL_NAMES
 from .tokenization import TextTokenizer
-from .truncation import STRATEGIES, TruncationReport, truncate_with_report, truncation_summary
+from .truncation import (
+    SPECIAL_TOKENS_PER_PAIR,
+    STRATEGIES,
+    TruncationReport,
+    truncate_with_report,
+    truncation_summary,
+)
 
 __all__ = ["ErrorBrowser", "PackedPair", "PairPacker", "PredictionPlayground",
            "TruncationExplorer"]
 
-SPECIALS_PER_PAIR = 3  # <cls> p <sep> h <sep>
 _STYLE = """<style>
 .bn-tok{display:inline-block;margin:1px;padding:0 3px;border-radius:3px;background:#eef;
 font-family:monospace}
@@ -123,10 +128,8 @@ def _prob_bars(probs: Sequence[float], highlight: int | None = None) -> str:
 
 
 def _typed_tokens(tokenizer: TextTokenizer, text: str) -> list[str]:
-    """Tokens of typed text; the book's vocabulary wants it spaced like SNLI's parse text."""
-    if tokenizer.kind == "book":
-        text = tokenizer.split_like_parse(text)
-    return tokenizer.tokenize(text)
+    """Tokens of typed text, prepared as the tokenizer's vocabulary expects."""
+    return tokenizer.tokenize(tokenizer.prepare_typed(text))
 
 
 # -- pair packing -------------------------------------------------------------------------------
@@ -162,7 +165,7 @@ class PairPacker(_View):
     def pack(self) -> PackedPair:
         p = _typed_tokens(self.tokenizer, self.premise.value)
         h = _typed_tokens(self.tokenizer, self.hypothesis.value)
-        report = truncate_with_report(self.truncation, p, h, self.max_len - SPECIALS_PER_PAIR)
+        report = truncate_with_report(self.truncation, p, h, self.max_len - SPECIAL_TOKENS_PER_PAIR)
         tokens, segments = self.tokenizer.pack_tokens(report.premise_kept, report.hypothesis_kept)
         return PackedPair(tokens, list(self.tokenizer[tokens]), segments, report.dropped_count)
 
@@ -209,7 +212,7 @@ class TruncationExplorer(_View):
         self.h_tokens = tokenizer.tokenize_batch(self.hypotheses)
         self.p_lens = [len(t) for t in self.p_tokens]
         self.h_lens = [len(t) for t in self.h_tokens]
-        longest = max(p + h for p, h in zip(self.p_lens, self.h_lens)) + SPECIALS_PER_PAIR
+        longest = max(p + h for p, h in zip(self.p_lens, self.h_lens)) + SPECIAL_TOKENS_PER_PAIR
         self.strategy = widgets.Dropdown(options=list(STRATEGIES), value=strategy,
                                          description="strategy")
         self.max_len = widgets.IntSlider(value=max_len, min=5, max=max(longest, max_len),
@@ -227,7 +230,7 @@ class TruncationExplorer(_View):
     def report(self) -> TruncationReport:
         """What the chosen strategy keeps and drops of the chosen pair."""
         i = self.pair.value
-        budget = self.max_len.value - SPECIALS_PER_PAIR
+        budget = self.max_len.value - SPECIAL_TOKENS_PER_PAIR
         return truncate_with_report(self.strategy.value, self.p_tokens[i], self.h_tokens[i],
                                     budget)
 
@@ -294,10 +297,9 @@ class PredictionPlayground(_View):
         return None if self.probabilities is None else LABEL_NAMES[int(self.probabilities.argmax())]
 
     def _dataset(self) -> SNLIBERTDataset:
-        texts = [self.premise.value, self.hypothesis.value]
-        if self.tokenizer.kind == "book":
-            texts = [self.tokenizer.split_like_parse(t) for t in texts]
-        return SNLIBERTDataset(([texts[0]], [texts[1]], [0]), self.tokenizer, self.max_len,
+        premise, hypothesis = (self.tokenizer.prepare_typed(text)
+                               for text in (self.premise.value, self.hypothesis.value))
+        return SNLIBERTDataset(([premise], [hypothesis], [0]), self.tokenizer, self.max_len,
                                self.truncation, cache=False)
 
     def predict(self) -> np.ndarray | None:
