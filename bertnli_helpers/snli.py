@@ -321,9 +321,9 @@ def sample_splits(
     The one rule the CLI and the notebooks share, so the same sizes and seed give the same pairs
     wherever a run is made: that is what lets a notebook re-use another's run.
     """
-    train = _load(data_dir, "train", stacklevel=4).sample(train_size, seed)  # warns the caller
-    dev = _load(data_dir, "dev", stacklevel=4).sample(dev_size, seed)
-    test = _load(data_dir, "test", stacklevel=4).sample(test_size, seed)
+    train = _load(data_dir, "train", stacklevel=3).sample(train_size, seed)  # warns the caller
+    dev = _load(data_dir, "dev", stacklevel=3).sample(dev_size, seed)
+    test = _load(data_dir, "test", stacklevel=3).sample(test_size, seed)
     return train, dev, test
 
 
