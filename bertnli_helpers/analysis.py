@@ -420,8 +420,8 @@ def fit_hypothesis_baseline(
         ("vectorizer", vectorizer_class(ngram_range=config.ngram_range, min_df=config.min_df)),
         ("classifier", LogisticRegression(C=config.C, max_iter=config.max_iter)),
     ])
-    # The solver makes many tiny BLAS calls; on a busy machine threads only make them slower
-    # (measured: 6 s with 2 BLAS threads against 0.4 s with one, on the 1% train sample).
+    # The solver makes many tiny BLAS calls, too small to share among threads: more BLAS threads
+    # only add synchronisation, which on a busy machine makes the fit many times slower.
     with threadpool_limits(limits=1, user_api="blas"):
         pipeline.fit(list(hypotheses), np.asarray(labels))
     return HypothesisBaseline(pipeline, config)

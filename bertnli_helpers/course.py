@@ -8,7 +8,6 @@ their key numbers with :func:`record`, which the course summary table reads back
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -22,9 +21,12 @@ RESULTS_FILE = "results.json"
 OUTPUT_ENV = "BERTNLI_COURSE_OUTPUT"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile:
-    """How much data and training each notebook uses (None: the whole split)."""
+    """How much data and training each notebook uses (None: the whole split).
+
+    Keyword fields only: eleven numbers in a row cannot be read, or reordered safely.
+    """
 
     name: str
     train_size: int | None
@@ -44,14 +46,20 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # CI: every cell runs on a few real pairs; numbers are not meaningful.
-    "tiny": Profile("tiny", 64, 64, 64, 1, 4, 48, 1, 2, 200, (16, 32)),
+    "tiny": Profile(name="tiny", train_size=64, dev_size=64, test_size=64, epochs=1, max_steps=4,
+                    compare_train_size=48, compare_epochs=1, compare_max_steps=2,
+                    analysis_size=200, max_lens=(16, 32)),
     # A CPU laptop: the whole course in about a quarter of an hour. Comparison runs take batches
     # of 16 so that one epoch of 1,000 pairs is 63 steps: enough for minilm to learn something.
-    "quick": Profile("quick", 2000, 1000, 2000, 2, None, 1000, 1, None, 3000, (16, 24, 32, 64),
+    "quick": Profile(name="quick", train_size=2000, dev_size=1000, test_size=2000, epochs=2,
+                     max_steps=None, compare_train_size=1000, compare_epochs=1,
+                     compare_max_steps=None, analysis_size=3000, max_lens=(16, 24, 32, 64),
                      compare_batch_size=16),
     # A GPU and the whole corpus.
-    "full": Profile("full", None, None, None, 3, None, 50000, 1, None, None,
-                    (16, 24, 32, 48, 64, 128), bigger_model="bert.base"),
+    "full": Profile(name="full", train_size=None, dev_size=None, test_size=None, epochs=3,
+                    max_steps=None, compare_train_size=50000, compare_epochs=1,
+                    compare_max_steps=None, analysis_size=None,
+                    max_lens=(16, 24, 32, 48, 64, 128), bigger_model="bert.base"),
 }
 
 
@@ -189,10 +197,6 @@ def summary_table(summary: list[dict[str, Any]]) -> str:
     total = sum(row["seconds"] for row in summary)
     lines.append(f"| total | {total:.0f} | | |")
     return "\n".join(lines)
-
-
-def profile_dict(name: str) -> dict[str, Any]:
-    return dataclasses.asdict(get_profile(name))
 
 
 @dataclass
