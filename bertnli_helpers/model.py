@@ -77,6 +77,16 @@ def padding_mask(valid_lens: torch.Tensor | None, seq_len: int) -> torch.Tensor 
     return keep[:, None, None, :]
 
 
+def masked_mean(encoded: torch.Tensor, valid_lens: torch.Tensor | None) -> torch.Tensor:
+    """Mean pooling: each row's states ``(batch, seq, hidden)`` averaged over its first
+    ``valid_lens`` ``(batch,)`` positions (None: all), so padding never counts: ``(batch, hidden)``.
+    """
+    if valid_lens is None:
+        return encoded.mean(dim=1)
+    keep = torch.arange(encoded.shape[1], device=encoded.device)[None, :] < valid_lens[:, None]
+    return _masked_mean(encoded, keep)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with separate query/key/value/output projections."""
 
@@ -285,7 +295,7 @@ class BERTClassifier(nn.Module):
         valid = (positions < valid_lens[:, None] if valid_lens is not None
                  else torch.ones(encoded.shape[:2], dtype=torch.bool, device=encoded.device))
         if self.pooling == "mean":
-            return _masked_mean(encoded, valid)
+            return masked_mean(encoded, valid_lens)
         if segments is None:
             raise ValueError("pooling='pair' needs the segment ids to tell premise from hypothesis")
         u = _masked_mean(encoded, valid & (segments == 0))  # <cls> premise <sep>

@@ -34,10 +34,11 @@ from .truncation import (
     truncation_summary,
 )
 
-__all__ = ["ErrorBrowser", "PackedPair", "PairPacker", "PredictionPlayground",
-           "TruncationExplorer"]
+__all__ = ["STYLE", "ErrorBrowser", "PackedPair", "PairPacker", "PredictionPlayground",
+           "TruncationExplorer", "tokens_html"]
 
-_STYLE = """<style>
+# The views' CSS, once per output; a page showing ``tokens_html`` outside a view needs it too.
+STYLE = """<style>
 .bn-tok{display:inline-block;margin:1px;padding:0 3px;border-radius:3px;background:#eef;
 font-family:monospace}
 .bn-drop{background:#fdd;color:#a00;text-decoration:line-through}
@@ -104,7 +105,9 @@ def _controls_html(box: widgets.Box) -> str:
     return f'<p class="bn-settings">{"<br>".join(settings)}</p>' if settings else ""
 
 
-def _tokens_html(tokens: Sequence[str], dropped_at: Sequence[int] = ()) -> str:
+def tokens_html(tokens: Sequence[str], dropped_at: Sequence[int] = ()) -> str:
+    """Tokens as HTML-escaped chips, those at the positions ``dropped_at`` struck through in red:
+    how the truncation explorer and notebook 3 show what a strategy drops (style: ``STYLE``)."""
     dropped = set(dropped_at)
     spans = [
         f'<s class="bn-tok bn-drop">{_esc(t)}</s>' if i in dropped
@@ -186,7 +189,7 @@ class PairPacker(_View):
         note = (f"<p>{packed.dropped} token(s) dropped by <code>{self.truncation}</code> "
                 f"to fit max_len={self.max_len}</p>" if packed.dropped else "")
         self.output.value = (
-            f"{_STYLE}<p>{len(packed.tokens)} tokens (max_len={self.max_len})</p>{note}"
+            f"{STYLE}<p>{len(packed.tokens)} tokens (max_len={self.max_len})</p>{note}"
             f'<div style="overflow-x:auto"><table class="bn-table"><tr><th>position</th>'
             f"{header}</tr>{body}</table></div>"
         )
@@ -250,11 +253,11 @@ class TruncationExplorer(_View):
                 f'<p class="bn-side" data-side="{side}" data-kept="{len(tokens) - len(dropped)}"'
                 f' data-dropped="{len(dropped)}"><b>{side}</b>: {len(tokens) - len(dropped)} of '
                 f"{len(tokens)} tokens kept, {len(dropped)} dropped<br>"
-                f"{_tokens_html(tokens, dropped)}</p>"
+                f"{tokens_html(tokens, dropped)}</p>"
             )
         truncated = round(summary["truncated_share"] * summary["pairs"])
         self.output.value = (
-            f"{_STYLE}<p>pair {i}: <i>{_esc(self.premises[i])}</i> / "
+            f"{STYLE}<p>pair {i}: <i>{_esc(self.premises[i])}</i> / "
             f"<i>{_esc(self.hypotheses[i])}</i></p>{''.join(sides)}"
             f'<p class="bn-summary">{self.strategy.value} at max_len={self.max_len.value} '
             f"truncates {truncated} of {summary['pairs']} pairs "
@@ -314,7 +317,7 @@ class PredictionPlayground(_View):
         note = (f"<p>(truncated to max_len={self.max_len})</p>"
                 if dataset.encoded.truncated[0] else "")
         self.output.value = (
-            f'{_STYLE}<p class="bn-label">prediction: <b>{LABEL_NAMES[best]}</b></p>'
+            f'{STYLE}<p class="bn-label">prediction: <b>{LABEL_NAMES[best]}</b></p>'
             f"{_prob_bars(self.probabilities, best)}{note}"
         )
         return self.probabilities
@@ -419,7 +422,7 @@ class ErrorBrowser(_View):
         where = (f"showing {start + 1}–{start + len(shown)}, page {self.page + 1} of {self.pages}"
                  if len(shown) else "nothing to show")
         self.output.value = (
-            f'{_STYLE}<p class="bn-count" data-count="{len(chosen)}"><b>{len(chosen)}</b> of '
+            f'{STYLE}<p class="bn-count" data-count="{len(chosen)}"><b>{len(chosen)}</b> of '
             f"{len(self.frame)} pairs match ({where})</p>{pairs}"
         )
         return self.output.value

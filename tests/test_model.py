@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from bertnli_helpers.errors import InputTooLongError
-from bertnli_helpers.model import BERTClassifier, BertConfig, PretrainedBERT, count_parameters
+from bertnli_helpers.model import (
+    BERTClassifier,
+    BertConfig,
+    PretrainedBERT,
+    count_parameters,
+    masked_mean,
+)
 
 
 def tiny(flavour: str) -> PretrainedBERT:
@@ -117,3 +123,16 @@ def test_pair_pooling_compares_the_premise_and_hypothesis_means():
     torch.testing.assert_close(net((tokens, segments, valid))[:1], alone, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="segment ids"):
         net.pool(encoded, valid)
+
+
+def test_masked_mean_is_the_mean_pooling_of_the_valid_tokens():
+    encoded = torch.randn(3, 6, 4)
+    valid = torch.tensor([6, 2, 1])
+    pooled = masked_mean(encoded, valid)
+    for row, n in enumerate(valid.tolist()):
+        torch.testing.assert_close(pooled[row], encoded[row, :n].mean(0))
+    torch.testing.assert_close(masked_mean(encoded, None), encoded.mean(1))
+    net = BERTClassifier(tiny("hf"), pooling="mean").eval()
+    tokens = torch.randint(5, 50, (3, 6))
+    states = net.encoder(tokens, torch.zeros_like(tokens), valid)
+    torch.testing.assert_close(net.pool(states, valid), masked_mean(states, valid))
