@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bertnli_helpers.callbacks import ProgressBar
+from bertnli_helpers.model import POOLING_HEADS
 from bertnli_helpers.pretrained import suggested_pooling
 from bertnli_helpers.runs import RunInfo, finetune_run
 from bertnli_helpers.snli import read_records, resolve_data_dir
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--presets", nargs="+", default=["tuned", "book"])
     parser.add_argument("--pooling", default="suggested",
-                        choices=["suggested", "cls", "mean", "pair"],
+                        choices=["suggested", *POOLING_HEADS],
                         help="the classifier's pooling; 'suggested': what suits the model "
                         "('pair' for minilm, 'cls' for the book's BERTs)")
     parser.add_argument("--dev-size", type=int, default=2000)

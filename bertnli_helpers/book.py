@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from types import ModuleType
 
-from .errors import BertNLIError
+from .errors import D2LUnavailableError
 
 __all__ = ["D2LUnavailableError", "import_d2l"]
 
@@ -25,10 +25,6 @@ D2L_INSTALL = 'pip install --no-deps "d2l==1.0.3"'
 """How to install the book's code without letting its pins replace torch (``make setup-dev``)."""
 
 _STAND_IN_NAMES = ("torchvision", "torchvision.transforms")
-
-
-class D2LUnavailableError(BertNLIError, ImportError):
-    """The book's code (d2l) cannot be imported; the message says why and how to install it."""
 
 
 def import_d2l() -> ModuleType:

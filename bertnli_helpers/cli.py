@@ -1,8 +1,10 @@
-"""The ``bertnli`` command: download, finetune, evaluate, predict, truncation-report, course.
+"""The ``bertnli`` command: download, finetune, compare, evaluate, predict, truncation-report,
+course.
 
-Every subcommand explains itself with ``--help``. Bad arguments and missing files end with a
-one-line error and exit code 2; output files are written atomically, so a failed command leaves
-nothing half-written.
+Every subcommand explains itself with ``--help``; the choices it offers (pooling heads, models,
+splits, strategies, profiles) are read from the package's registries. Bad arguments and missing
+files end with a one-line error and exit code 2; output files are written atomically, so a failed
+command leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import BertNLIError
+from . import hub
+from .course import PROFILES
+from .errors import BertNLIError, UsageError
+from .grids import SETTINGS
+from .model import POOLING_HEADS
+from .pretrained import NAMED_MODELS
+from .snli import SPLITS
+from .truncation import STRATEGIES
 
 EXIT_USAGE = 2
-
-
-class UsageError(BertNLIError):
-    """A command-line request that cannot be carried out as given."""
 
 
 def _positive_int(text: str) -> int:
@@ -30,10 +35,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _strategy_name(text: str) -> str:
+    """A truncation strategy's name as ``truncation.get_strategy`` reads it ('-' as '_')."""
+    return text.strip().replace("-", "_")
+
+
 # -- download --------------------------------------------------------------------------------
 def cmd_download(args: argparse.Namespace) -> int:
-    from . import hub
-
     if args.list or not args.names:
         for name, res in hub.REGISTRY.items():
             print(f"{name:12s} {res.url}  sha1={res.sha1}")
@@ -45,13 +53,26 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 # -- finetune --------------------------------------------------------------------------------
+def recipe(args: argparse.Namespace):
+    """The ``RunInfo`` and ``TrainConfig`` that a finetune or compare command line asks for."""
+    from .pretrained import suggested_pooling
+    from .runs import RunInfo
+    from .train import preset
+
+    changes = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "device",
+                                             "max_steps", "eval_every", "checkpoint_every")
+               if getattr(args, k) is not None}
+    pooling = suggested_pooling(args.model) if args.pooling == "auto" else args.pooling
+    info = RunInfo(model=args.model, max_len=args.max_len, truncation=args.truncation,
+                   freeze_encoder=args.freeze_encoder, pooling=pooling)
+    return info, preset(args.preset, **changes)
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .callbacks import ProgressBar
     from .checkpoints import CHECKPOINT_FILE
-    from .pretrained import suggested_pooling
-    from .runs import RunInfo, finetune_run, write_metrics
+    from .runs import finetune_run, write_metrics
     from .snli import sample_splits
-    from .train import preset
 
     out = Path(args.output)
     if not args.resume and (out / "run.json").exists():
@@ -60,18 +81,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         )
     if args.resume and not (out / CHECKPOINT_FILE).exists():
         raise UsageError(f"--resume: no {CHECKPOINT_FILE} in {out} to continue from")
-    changes = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "device",
-                                             "max_steps", "eval_every", "checkpoint_every")
-               if getattr(args, k) is not None}
-    config = preset(args.preset, **changes)
+    info, config = recipe(args)
     train, dev, test = sample_splits(args.data_dir, train_size=args.train_size,
                                      dev_size=args.dev_size, test_size=args.test_size,
                                      seed=args.seed)
     print(f"model {args.model}; train {len(train)}, dev {len(dev)}, test {len(test)} pairs; "
           f"preset {args.preset}", flush=True)
-    pooling = suggested_pooling(args.model) if args.pooling == "auto" else args.pooling
-    info = RunInfo(model=args.model, max_len=args.max_len, truncation=args.truncation,
-                   freeze_encoder=args.freeze_encoder, pooling=pooling)
     started = time.perf_counter()
     outcome = finetune_run(out, info, train, dev, test, config, callbacks=[ProgressBar()],
                            resume=args.resume, reuse=False)
@@ -79,6 +94,49 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     write_metrics(out, {"preset": args.preset, "wall_seconds": time.perf_counter() - started})
     print(f"dev accuracy {metrics['dev_accuracy']:.4f} (best epoch {metrics['best_epoch']}), "
           f"test accuracy {metrics['test_accuracy']:.4f}; run saved in {out}")
+    return 0
+
+
+# -- compare ---------------------------------------------------------------------------------
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers separated by commas, "
+                                         f"not {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed is repeated in {text!r}")
+    return seeds
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .grids import GridSpec, markdown_table, parse_value, parse_vary, run_grid, variant_label
+
+    vary = parse_vary(args.vary)
+    baseline = {}
+    for item in args.baseline or []:
+        name, _, value = item.partition("=")
+        baseline[name.strip().replace("-", "_")] = parse_value(name.strip().replace("-", "_"),
+                                                               value.strip())
+    info, config = recipe(args)
+    spec = GridSpec(info, config, vary, seeds=args.seeds, baseline=baseline or None,
+                    train_size=args.train_size, dev_size=args.dev_size,
+                    test_size=args.test_size, data_seed=args.seed, data_dir=args.data_dir,
+                    score_on=args.score_on)
+    cells = len(spec.variants()) * len(spec.seeds)
+    print(f"grid: {len(spec.variants())} variants x {len(spec.seeds)} seeds = {cells} runs; "
+          f"baseline {variant_label(spec.baseline_variant())}", flush=True)
+
+    def report(cell) -> None:
+        done = "re-used" if cell.reused else "trained"
+        print(f"{variant_label(cell.variant)}, seed {cell.seed}: {done}, {args.score_on} accuracy "
+              f"{cell.correct.mean():.4f}", flush=True)
+
+    result = run_grid(spec, args.output, jobs=args.jobs, on_cell=report)
+    print(markdown_table(result.table()))
+    for sentence in result.sentences():
+        print(sentence)
+    print(f"tables in {Path(args.output)}: results.csv, results.md, verdicts.csv, verdicts.md")
     return 0
 
 
@@ -193,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("download", help="fetch SNLI or a book checkpoint into the cache")
-    p.add_argument("names", nargs="*", help="resource names: SNLI, bert.small, bert.base")
+    p.add_argument("names", nargs="*", help=f"resource names: {', '.join(hub.REGISTRY)}")
     p.add_argument("--list", action="store_true", help="list the known resources")
     p.set_defaults(func=cmd_download)
 
@@ -202,37 +260,67 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--seed", type=int, default=0, help="seed for sampling and training")
         q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or auto (default)")
 
+    def recipe_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--model", default="minilm",
+                       help=f"{', '.join(NAMED_MODELS)}, or a model folder or zip "
+                       "(default: minilm, which works offline)")
+        data_args(q)
+        q.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
+        q.add_argument("--dev-size", type=_positive_int, help="random sample of dev pairs")
+        q.add_argument("--test-size", type=_positive_int, help="random sample of test pairs")
+        q.add_argument("--max-len", type=int, default=128,
+                       help="packed length limit (default 128)")
+        q.add_argument("--truncation", default="longest_first", type=_strategy_name,
+                       choices=list(STRATEGIES), help="pair truncation strategy")
+        q.add_argument("--preset", default="tuned", help="recipe: tuned (default) or book")
+        q.add_argument("--epochs", type=_positive_int)
+        q.add_argument("--batch-size", type=_positive_int)
+        q.add_argument("--lr", type=float)
+        q.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+        q.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
+        q.add_argument("--checkpoint-every", type=_positive_int,
+                       help="checkpoint every N steps")
+        q.add_argument("--freeze-encoder", action="store_true",
+                       help="train only the MLP on <cls>")
+        q.add_argument("--pooling", default="auto", choices=["auto", *POOLING_HEADS],
+                       help="what the classifier reads: the <cls> state (cls, the book's), the "
+                       "mean of all token states (mean), premise and hypothesis means compared "
+                       "(pair), or another registered head; 'auto' (default): the one that "
+                       "suits the model, 'pair' for minilm, 'cls' for the book's BERTs")
+
     p = sub.add_parser("finetune", help="fine-tune a pretrained BERT on SNLI",
                        description="Fine-tune, pick the best epoch on dev, report test accuracy. "
                                    "The output folder gets checkpoint, config, history, metrics.")
-    p.add_argument("--model", default="minilm",
-                   help="minilm (offline), bert.small, bert.base, scratch, or a model folder")
-    data_args(p)
-    p.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
-    p.add_argument("--dev-size", type=_positive_int, help="random sample of dev pairs")
-    p.add_argument("--test-size", type=_positive_int, help="random sample of test pairs")
-    p.add_argument("--max-len", type=int, default=128, help="packed length limit (default 128)")
-    p.add_argument("--truncation", default="longest_first", help="pair truncation strategy")
-    p.add_argument("--preset", default="tuned", help="recipe: tuned (default) or book")
-    p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
-    p.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
-    p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
-    p.add_argument("--freeze-encoder", action="store_true", help="train only the MLP on <cls>")
-    p.add_argument("--pooling", default="auto", choices=["auto", "cls", "mean", "pair"],
-                   help="what the classifier reads: the <cls> state (the book), the mean of all "
-                   "token states, or 'pair': premise and hypothesis means compared; 'auto' "
-                   "(default): 'pair' for minilm, 'cls' for the book's BERTs")
+    recipe_args(p)
     p.add_argument("--output", required=True, help="folder for the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.set_defaults(func=cmd_finetune)
 
+    p = sub.add_parser(
+        "compare", help="fine-tune a grid of variants x seeds and compare them with verdicts",
+        description="Every combination of the --vary values is fine-tuned once per seed (the "
+        "recipe options are the base; --seed picks the pairs, --seeds the training seeds); "
+        "finished runs are re-used and interrupted ones resumed when the command runs again. "
+        "Writes results and verdicts against the baseline (CSV and Markdown) to --output.")
+    recipe_args(p)
+    p.add_argument("--vary", action="append", required=True, metavar="NAME=V1,V2",
+                   help="a setting and its values, e.g. truncation=longest_first,ratio; "
+                   "repeat for more settings. Can vary: " + ", ".join(SETTINGS))
+    p.add_argument("--seeds", type=_seeds, default=(0,), help="training seeds, e.g. 0,1,2")
+    p.add_argument("--baseline", action="append", metavar="NAME=VALUE",
+                   help="the variant the others are compared with (default: first values)")
+    p.add_argument("--score-on", default="test", choices=["test", "dev"],
+                   help="the split the verdicts are computed on (default test; dev when the "
+                   "comparison chooses a setting and test must stay unseen)")
+    p.add_argument("--jobs", type=_positive_int,
+                   help="runs at once (default: one per GPU, else one per 4 CPU cores)")
+    p.add_argument("--output", required=True, help="folder for the grid's runs and tables")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("evaluate", help="accuracy of a fine-tuned run on a split")
     p.add_argument("--run", required=True, help="output folder of 'bertnli finetune'")
     data_args(p)
-    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--size", type=_positive_int, help="random sample of pairs")
     p.set_defaults(func=cmd_evaluate)
 
@@ -247,14 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("truncation-report", help="how often each strategy truncates, per max_len")
     p.add_argument("--model", default="minilm", help="whose tokenizer counts the tokens")
     data_args(p)
-    p.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    p.add_argument("--split", default="dev", choices=SPLITS)
     p.add_argument("--size", type=_positive_int)
     p.add_argument("--max-len", type=int, nargs="+", default=[16, 24, 32, 48, 64, 128])
-    p.add_argument("--strategies", nargs="+", help="default: all registered strategies")
+    p.add_argument("--strategies", nargs="+", type=_strategy_name, choices=list(STRATEGIES),
+                   help="default: all registered strategies")
     p.set_defaults(func=cmd_truncation_report)
 
     p = sub.add_parser("course", help="run every notebook and write executed copies and HTML")
-    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "full"])
+    p.add_argument("--profile", default="quick", choices=list(PROFILES))
     p.add_argument("--output", default="course_output")
     p.add_argument("--notebooks", nargs="+", help="only these notebooks (names or numbers)")
     p.add_argument("--model", default=None, help="override the profile's model")

@@ -29,7 +29,7 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
-from .errors import BertNLIError, ChecksumError, DownloadError, UnsafeArchiveError
+from .errors import ChecksumError, DownloadError, UnknownResourceError, UnsafeArchiveError
 
 __all__ = [
     "CACHE_ENV",
@@ -37,7 +37,6 @@ __all__ = [
     "REGISTRY",
     "TIMEOUT",
     "Resource",
-    "UnknownResourceError",
     "cache_dir",
     "download",
     "download_extract",
@@ -86,13 +85,6 @@ def _file_name(url: str) -> str:
             f"cannot tell a file name from the URL {url!r} (its path has no last part)"
         )
     return name
-
-
-class UnknownResourceError(BertNLIError, KeyError):
-    """A resource name that is not in the registry (and not a URL)."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 REGISTRY: dict[str, Resource] = {}

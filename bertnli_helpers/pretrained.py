@@ -1,6 +1,8 @@
 """Loading a pretrained BERT and its tokenizer from any of the forms the course meets.
 
-``load_pretrained(name_or_path)`` accepts:
+``load_pretrained(name_or_path)`` looks the name up in ``NAMED_MODELS``, or reads a local folder
+or zip in the first of ``FOLDER_FORMATS`` whose marker file it holds. Adding a format is one
+entry there (and its loader) in this module. It accepts:
 
 * ``"bert.small"`` / ``"bert.base"``: the book's zips (``vocab.json`` + ``pretrained.params``),
   downloaded through :mod:`bertnli_helpers.hub` with their SHA-1 checked;
@@ -22,14 +24,16 @@ import importlib.util
 import json
 import pickle
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from . import hub
 from .devices import resolve_device
-from .errors import BertNLIError, CheckpointMismatchError
+from .errors import CheckpointMismatchError, PretrainedLoadError
 from .model import BertConfig, PretrainedBERT
 from .tokenization import TextTokenizer, load_book_vocab, load_wordpiece
 
@@ -70,10 +74,6 @@ HF_KEY_RULES: list[tuple[str, str]] = [
 HF_IGNORED = (r"^embeddings\.position_ids$", r"^cls\.", r"^classifier\.", r"^qa_outputs\.")
 # Older checkpoints name LayerNorm parameters gamma/beta.
 HF_LEGACY_NAMES = {".gamma": ".weight", ".beta": ".bias"}
-
-
-class PretrainedLoadError(BertNLIError, ValueError):
-    """A model name or folder cannot be loaded (unknown name, missing files, unsafe pickle)."""
 
 
 def rename_keys(
@@ -277,18 +277,9 @@ def minilm_folder() -> Path:
     return folder
 
 
-def _model_folder(path: Path) -> Path:
-    """A folder that holds a model directly or in its single sub-folder (as zips unpack)."""
-    markers = ("config.json", "vocab.json")
-    if any((path / m).exists() for m in markers):
-        return path
-    subfolders = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    if len(subfolders) == 1 and any((subfolders[0] / m).exists() for m in markers):
-        return subfolders[0]
-    raise PretrainedLoadError(
-        f"{path} is neither a book-form model (vocab.json + pretrained.params) nor a Hugging Face "
-        "BERT folder (config.json + vocab.txt + model.safetensors/pytorch_model.bin)"
-    )
+def _book_hub_folder(name: str) -> Path:
+    """The unpacked folder of one of the book's checkpoints, downloaded through the hub."""
+    return _model_folder(hub.download_extract(name))
 
 
 def _local_folder(path: Path) -> Path:
@@ -317,6 +308,143 @@ def scratch_model(
     return model, tokenizer
 
 
+# -- model formats: the registries load_pretrained looks names and folders up in ---------------
+Loaded = tuple[PretrainedBERT, TextTokenizer]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What ``load_pretrained`` was asked besides the model; each format uses what it needs."""
+
+    max_len: int | None = None
+    dropout: float | None = None
+    num_heads: int | None = None
+    config: BertConfig | None = None
+    tokenizer: TextTokenizer | None = None
+    seed: int = 0
+
+    @property
+    def book_dropout(self) -> float:
+        """The book's checkpoints record no dropout: 0.1, as in the book, unless asked."""
+        return 0.1 if self.dropout is None else self.dropout
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A model known by name. ``files``: where its files are when that is known without a
+    download. ``sized_by_run``: its weights are stored nowhere but in a fine-tuning run, so the
+    run must record its sizes to build it again (see ``load_for_run``)."""
+
+    load: Callable[[str, LoadOptions], Loaded]
+    files: Callable[[], Path] | None = None
+    sized_by_run: bool = False
+
+
+@dataclass(frozen=True)
+class FolderFormat:
+    """A way to store a model in a folder, told apart by a file (``marker``) that it holds."""
+
+    marker: str
+    description: str
+    load: Callable[[Path, LoadOptions], Loaded]
+
+
+def _load_book(folder: Path, options: LoadOptions) -> Loaded:
+    return load_book_folder(folder, num_heads=options.num_heads, dropout=options.book_dropout,
+                            max_len=options.max_len)
+
+
+def _load_hf(folder: Path, options: LoadOptions) -> Loaded:
+    return load_hf_folder(folder, dropout=options.dropout, max_len=options.max_len)
+
+
+def _load_book_hub(name: str, options: LoadOptions) -> Loaded:
+    heads = options.num_heads or BOOK_MODELS[name]
+    return _load_book(_book_hub_folder(name), dataclasses.replace(options, num_heads=heads))
+
+
+def _load_minilm(name: str, options: LoadOptions) -> Loaded:
+    return _load_hf(minilm_folder(), options)
+
+
+def _load_scratch(name: str, options: LoadOptions) -> Loaded:
+    config = options.config
+    if config is not None and options.dropout is not None:
+        config = dataclasses.replace(config, dropout=options.dropout,
+                                     attention_dropout=options.dropout)
+    return scratch_model(config, options.tokenizer, options.seed)
+
+
+# The order is the order users see them in (errors, ``bertnli finetune --help``).
+NAMED_MODELS: dict[str, NamedModel] = {
+    **{name: NamedModel(_load_book_hub) for name in BOOK_MODELS},
+    "minilm": NamedModel(_load_minilm, files=minilm_folder),
+    "scratch": NamedModel(_load_scratch, sized_by_run=True),
+}
+
+# A folder is read in the first format whose marker it holds.
+FOLDER_FORMATS: dict[str, FolderFormat] = {
+    "book": FolderFormat("vocab.json", "a book-form model (vocab.json + pretrained.params)",
+                         _load_book),
+    "huggingface": FolderFormat(
+        "config.json",
+        "a Hugging Face BERT folder "
+        "(config.json + vocab.txt + model.safetensors/pytorch_model.bin)",
+        _load_hf,
+    ),
+}
+
+
+def _folder_format(folder: Path) -> str | None:
+    """The first registered folder format whose marker ``folder`` holds (None: none does)."""
+    return next((key for key, fmt in FOLDER_FORMATS.items() if (folder / fmt.marker).exists()),
+                None)
+
+
+def _model_folder(path: Path) -> Path:
+    """A folder that holds a model directly or in its single sub-folder (as zips unpack)."""
+    if _folder_format(path):
+        return path
+    subfolders = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(subfolders) == 1 and _folder_format(subfolders[0]):
+        return subfolders[0]
+    described = " nor ".join(fmt.description for fmt in FOLDER_FORMATS.values())
+    raise PretrainedLoadError(f"{path} is neither {described}")
+
+
+def _existing_path(name: str) -> Path:
+    """``name`` as a local path; a name that is neither registered nor a path lists the names."""
+    path = Path(name)
+    if not path.exists():
+        known = ", ".join(NAMED_MODELS)
+        raise PretrainedLoadError(
+            f"unknown model {name!r}: use one of {known}, or the path of a local model folder/zip"
+        )
+    return path
+
+
+def _local_model(name: str) -> tuple[Path, str]:
+    """A local model folder (a zip is unpacked) and the key of its format in FOLDER_FORMATS."""
+    folder = _local_folder(_existing_path(name))
+    key = _folder_format(folder)
+    assert key is not None  # _model_folder found its marker
+    return folder, key
+
+
+def model_format(name_or_path: str | Path) -> str:
+    """The registry key that loads ``name_or_path``: a key of ``NAMED_MODELS`` for a name, of
+    ``FOLDER_FORMATS`` for a local model folder or zip."""
+    name = str(name_or_path)
+    return name if name in NAMED_MODELS else _local_model(name)[1]
+
+
+def _load(name: str, options: LoadOptions) -> Loaded:
+    if name in NAMED_MODELS:
+        return NAMED_MODELS[name].load(name, options)
+    folder, key = _local_model(name)
+    return FOLDER_FORMATS[key].load(folder, options)
+
+
 def load_pretrained(
     name_or_path: str | Path,
     *,
@@ -327,39 +455,41 @@ def load_pretrained(
     config: BertConfig | None = None,
     tokenizer: TextTokenizer | None = None,
     seed: int = 0,
-) -> tuple[PretrainedBERT, TextTokenizer]:
-    """Load a BERT and its tokenizer: ``bert.small``, ``bert.base``, ``minilm``, ``scratch``,
-    or a local folder/zip. ``max_len`` keeps only that many position rows (inputs must then be
-    no longer); ``dropout`` overrides the checkpoint's; ``num_heads`` is needed only for a book
-    checkpoint that is not one of the named ones and does not use 64-wide heads."""
-    name = str(name_or_path)
-    book_dropout = 0.1 if dropout is None else dropout
-    if name == "scratch":
-        if config is not None and dropout is not None:
-            config = dataclasses.replace(config, dropout=dropout, attention_dropout=dropout)
-        model, tok = scratch_model(config, tokenizer, seed)
-    elif name == "minilm":
-        model, tok = load_hf_folder(minilm_folder(), dropout=dropout, max_len=max_len)
-    elif name in BOOK_MODELS:
-        folder = _model_folder(hub.download_extract(name))
-        heads = num_heads or BOOK_MODELS[name]
-        model, tok = load_book_folder(
-            folder, num_heads=heads, dropout=book_dropout, max_len=max_len
-        )
-    elif Path(name).exists():
-        folder = _local_folder(Path(name))
-        if (folder / "config.json").exists():
-            model, tok = load_hf_folder(folder, dropout=dropout, max_len=max_len)
-        else:
-            model, tok = load_book_folder(
-                folder, num_heads=num_heads, dropout=book_dropout, max_len=max_len
-            )
-    else:
-        known = ", ".join([*BOOK_MODELS, "minilm", "scratch"])
-        raise PretrainedLoadError(
-            f"unknown model {name!r}: use one of {known}, or the path of a local model folder/zip"
-        )
+) -> Loaded:
+    """Load a BERT and its tokenizer: a name in ``NAMED_MODELS`` (``bert.small``, ``bert.base``,
+    ``minilm``, ``scratch``) or a local folder/zip in a format of ``FOLDER_FORMATS``. ``max_len``
+    keeps only that many position rows (inputs must then be no longer); ``dropout`` overrides the
+    checkpoint's; ``num_heads`` is needed only for a book checkpoint that is not one of the named
+    ones and does not use 64-wide heads; ``config``, ``tokenizer`` and ``seed`` are for
+    ``scratch``."""
+    options = LoadOptions(max_len=max_len, dropout=dropout, num_heads=num_heads, config=config,
+                          tokenizer=tokenizer, seed=seed)
+    model, tok = _load(str(name_or_path), options)
     return model.to(resolve_device(device)), tok
+
+
+def load_for_run(
+    name: str, recorded_config: dict[str, Any] | None = None, *, seed: int = 0
+) -> tuple[PretrainedBERT, TextTokenizer, dict[str, Any] | None]:
+    """A run's pretrained model (on the CPU), and the sizes the run must record to build it again.
+
+    A model whose weights live only in the run (``scratch``) is built at the sizes the run
+    recorded (None: its default sizes), and its sizes are returned for the run to record; any
+    other model brings its sizes with its checkpoint, so None is returned.
+    """
+    sized_by_run = name in NAMED_MODELS and NAMED_MODELS[name].sized_by_run
+    config = BertConfig(**recorded_config) if sized_by_run and recorded_config else None
+    bert, tokenizer = load_pretrained(name, config=config, device="cpu", seed=seed)
+    return bert, tokenizer, bert.config.to_dict() if sized_by_run else None
+
+
+def _files_at_hand(name_or_path: str | Path) -> Path | None:
+    """The folder of a model's files, if it is found without downloading or unpacking."""
+    name = str(name_or_path)
+    if name in NAMED_MODELS:
+        files = NAMED_MODELS[name].files
+        return files() if files else None
+    return Path(name) if Path(name).is_dir() else None
 
 
 def suggested_pooling(name_or_path: str | Path) -> str:
@@ -370,13 +500,9 @@ def suggested_pooling(name_or_path: str | Path) -> str:
     A sentence embedder's ``<cls>`` state never learned to summarise its input, while the means
     of its token states are what it was trained to make meaningful (notebook 1 measures this).
     """
-    name = str(name_or_path)
-    if name == "minilm":
-        folder = minilm_folder()
-    elif name in BOOK_MODELS or name == "scratch" or not Path(name).is_dir():
+    folder = _files_at_hand(name_or_path)
+    if folder is None:
         return "cls"
-    else:
-        folder = Path(name)
     pooling_config = folder / "1_Pooling" / "config.json"
     try:
         mean_pooled = json.loads(pooling_config.read_text()).get("pooling_mode_mean_tokens")
@@ -401,7 +527,7 @@ def load_pretrained_model(
     them is refused with the list of mis-shaped keys.
     """
     if pretrained_model in BOOK_MODELS:
-        folder = _model_folder(hub.download_extract(pretrained_model))
+        folder = _book_hub_folder(pretrained_model)
     else:
         folder = _local_folder(Path(pretrained_model))
     vocab_size = len(load_book_vocab(folder / "vocab.json"))

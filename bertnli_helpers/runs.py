@@ -35,8 +35,8 @@ from .devices import resolve_device
 from .errors import CheckpointError
 from .files import atomic_write_json
 from .inference import evaluate
-from .model import BERTClassifier, BertConfig
-from .pretrained import load_pretrained
+from .model import BERTClassifier
+from .pretrained import load_for_run
 from .snli import SNLISplit
 from .tokenization import TextTokenizer
 from .train import Callback, TrainConfig, fine_tune
@@ -57,8 +57,8 @@ class RunInfo:
     max_len: int = 128
     truncation: str = "longest_first"
     freeze_encoder: bool = False
-    pooling: str = "cls"  # what the MLP classifies: "cls" (the book) or "mean" of the tokens
-    model_config: dict[str, Any] | None = None  # for "scratch" models
+    pooling: str = "cls"  # what the MLP classifies: a name in model.POOLING_HEADS
+    model_config: dict[str, Any] | None = None  # sizes of a model only the run holds ("scratch")
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / RUN_FILE
@@ -87,9 +87,7 @@ def build_classifier(
     info: RunInfo, device: str | torch.device | None = "cpu"
 ) -> tuple[BERTClassifier, TextTokenizer]:
     """The untrained classifier a run started from (pretrained encoder, new output layer)."""
-    config = BertConfig(**info.model_config) if info.model == "scratch" and info.model_config \
-        else None
-    bert, tokenizer = load_pretrained(info.model, config=config, device="cpu")
+    bert, tokenizer, _ = load_for_run(info.model, info.model_config)
     net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
     return net.to(resolve_device(device)), tokenizer
 
@@ -257,15 +255,10 @@ def finetune_run(
     if not resume:
         _clear_run_files(folder)  # no stale checkpoint, best weights or metrics survive
     info = dataclasses.replace(info)  # a copy: the caller's stays as asked
-    config_model = None
-    if info.model == "scratch" and info.model_config:
-        config_model = BertConfig(**info.model_config)
-    bert, tokenizer = load_pretrained(info.model, config=config_model, device="cpu",
-                                      seed=config.seed)
+    bert, tokenizer, info.model_config = load_for_run(info.model, info.model_config,
+                                                      seed=config.seed)
     torch.manual_seed(config.seed)  # the new output layer starts the same in every run
     net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
-    if info.model == "scratch":
-        info.model_config = bert.config.to_dict()
     encoding = {"max_len": info.max_len, "truncation": info.truncation}
     train_set = encode(train, tokenizer, **encoding)
     dev_set = encode(dev, tokenizer, **encoding)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-from .errors import BertNLIError
+from .errors import VocabularyError
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,6 @@ BOOK_RESERVED = ("<unk>", "<pad>", "<mask>", "<cls>", "<sep>")
 BOOK_MIN_FREQ = 5
 
 _PARSE_TOKEN = re.compile(r"\w+(?:[-']\w+)*|[^\w\s]")
-
-
-class VocabularyError(BertNLIError, ValueError):
-    """A vocabulary file is unusable (missing special tokens, wrong format)."""
 
 
 class TextTokenizer:

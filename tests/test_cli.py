@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+
+from bertnli_helpers import hub
+from bertnli_helpers.cli import build_parser
+from bertnli_helpers.course import PROFILES
+from bertnli_helpers.model import POOLING_HEADS
+from bertnli_helpers.pretrained import NAMED_MODELS
+from bertnli_helpers.snli import SPLITS
+from bertnli_helpers.truncation import STRATEGIES
 
 
 def bertnli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
@@ -23,6 +32,36 @@ def test_help_lists_every_subcommand():
     out = bertnli("--help", check=True).stdout
     for command in ("download", "finetune", "evaluate", "predict", "truncation-report", "course"):
         assert command in out
+
+
+def argument(command: str, dest: str) -> argparse.Action:
+    """The parser's action that fills ``dest`` for ``bertnli COMMAND``."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return next(a for a in commands.choices[command]._actions if a.dest == dest)
+
+
+def test_choices_are_read_from_the_registries():
+    assert list(argument("finetune", "pooling").choices) == ["auto", *POOLING_HEADS]
+    assert list(argument("finetune", "truncation").choices) == list(STRATEGIES)
+    assert list(argument("truncation-report", "strategies").choices) == list(STRATEGIES)
+    assert list(argument("evaluate", "split").choices) == list(SPLITS)
+    assert list(argument("truncation-report", "split").choices) == list(SPLITS)
+    assert list(argument("course", "profile").choices) == list(PROFILES)
+    assert all(name in argument("finetune", "model").help for name in NAMED_MODELS)
+    assert all(name in argument("download", "names").help for name in hub.REGISTRY)
+
+
+def test_a_registered_pooling_head_becomes_a_choice(monkeypatch):
+    monkeypatch.setitem(POOLING_HEADS, "max", POOLING_HEADS["mean"])
+    args = build_parser().parse_args(["finetune", "--output", "run", "--pooling", "max"])
+    assert args.pooling == "max"
+
+
+def test_strategy_names_are_read_as_get_strategy_reads_them():
+    args = build_parser().parse_args(["finetune", "--output", "run",
+                                      "--truncation", "longest-first"])
+    assert args.truncation == "longest_first"
 
 
 def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(tmp_path, snli_dir):

@@ -17,7 +17,12 @@ from pathlib import Path
 import pytest
 
 from bertnli_helpers import hub
-from bertnli_helpers.errors import ChecksumError, DownloadError, UnsafeArchiveError
+from bertnli_helpers.errors import (
+    ChecksumError,
+    DownloadError,
+    UnknownResourceError,
+    UnsafeArchiveError,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -105,14 +110,14 @@ def test_registry_holds_the_books_resources() -> None:
 def test_unknown_resource_names_the_known_ones() -> None:
     with pytest.raises(KeyError) as info:
         hub.resource("bert.huge")
-    assert isinstance(info.value, hub.UnknownResourceError)
+    assert isinstance(info.value, UnknownResourceError)
     message = str(info.value)
     assert "'bert.huge'" in message
     for known in ("SNLI", "bert.base", "bert.small"):
         assert known in message
-    with pytest.raises(hub.UnknownResourceError, match=r"bert\.small"):
+    with pytest.raises(UnknownResourceError, match=r"bert\.small"):
         hub.download("bert.huge")
-    with pytest.raises(hub.UnknownResourceError, match=r"bert\.small"):
+    with pytest.raises(UnknownResourceError, match=r"bert\.small"):
         hub.download_extract("bert.huge")
 
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from bertnli_helpers.errors import VocabularyError
 from bertnli_helpers.pretrained import minilm_folder
 from bertnli_helpers.tokenization import (
     BOOK_RESERVED,
-    VocabularyError,
     book_word_counts,
     build_book_vocab,
     load_book_vocab,
