@@ -42,6 +42,7 @@ class Profile:
     model: str = "minilm"
     bigger_model: str = "minilm"  # the exercise's "bigger BERT" when bert.base is not at hand
     compare_batch_size: int = 32  # smaller batches give short comparison runs enough steps
+    compare_seeds: tuple[int, ...] = (0,)  # training seeds of each comparison (noise visible)
 
 
 PROFILES: dict[str, Profile] = {
@@ -54,12 +55,13 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(name="quick", train_size=2000, dev_size=1000, test_size=2000, epochs=2,
                      max_steps=None, compare_train_size=1000, compare_epochs=1,
                      compare_max_steps=None, analysis_size=3000, max_lens=(16, 24, 32, 64),
-                     compare_batch_size=16),
+                     compare_batch_size=16, compare_seeds=(0, 1)),
     # A GPU and the whole corpus.
     "full": Profile(name="full", train_size=None, dev_size=None, test_size=None, epochs=3,
                     max_steps=None, compare_train_size=50000, compare_epochs=1,
                     compare_max_steps=None, analysis_size=None,
-                    max_lens=(16, 24, 32, 48, 64, 128), bigger_model="bert.base"),
+                    max_lens=(16, 24, 32, 48, 64, 128), bigger_model="bert.base",
+                    compare_seeds=(0, 1, 2)),
 }
 
 
@@ -262,15 +264,52 @@ class NotebookContext:
 
         return BERTClassifier(bert, **{"pooling": self.pooling, **changes})
 
-    def main_run(self, callbacks: Sequence[Any] = ()):
+    def main_run(self, callbacks: Sequence[Any] = (), config: Any = None):
         """The course's main fine-tuning run (notebook 4), re-made only when missing or made with
-        other settings, so that notebooks 5 and 6 analyse the same model."""
+        other settings, so that notebooks 5 and 6 analyse the same model. ``config`` (default:
+        the tuned preset at the profile's size) may be changed, e.g. ``ctx.train_config(lr=3e-4)``:
+        the run's fingerprint then differs and it is trained again."""
         from .runs import finetune_run
 
         train, dev, test = self.splits()
         folder = f"runs/main-{Path(self.model).name}-{self.profile.name}-seed{self.seed}"
         return finetune_run(self.path(folder), self.run_info(), train, dev, test,
-                            self.train_config(), callbacks=callbacks, keep_checkpoint=False)
+                            config or self.train_config(), callbacks=callbacks,
+                            keep_checkpoint=False)
+
+    def compare(self, name: str, vary: dict[str, Sequence[Any]], *, preset_name: str = "tuned",
+                seeds: Sequence[int] | None = None, baseline: dict[str, Any] | None = None,
+                info: dict[str, Any] | None = None, train_size: int | str | None = "compare",
+                score_on: str = "dev", **config_changes: Any):
+        """Fine-tune every variant of ``vary`` once per seed at the profile's comparison size,
+        and compare each with the baseline on the same pairs (``grids.run_grid``).
+
+        Verdicts are computed on dev by default: a comparison that chooses a setting must not
+        look at test. Finished runs are re-used, so running a cell again costs nothing.
+        """
+        from .grids import GridSpec, run_grid
+
+        size = {"profile": self.profile.train_size,
+                "compare": self.profile.compare_train_size}.get(train_size, train_size)
+        spec = GridSpec(self.run_info(**(info or {})),
+                        self.train_config(preset_name, compare=True, **config_changes),
+                        {key: tuple(values) for key, values in vary.items()},
+                        seeds=tuple(seeds if seeds is not None else self.profile.compare_seeds),
+                        baseline=baseline, train_size=size, dev_size=self.profile.dev_size,
+                        test_size=self.profile.test_size, data_seed=self.seed,
+                        data_dir=str(self.data_dir), score_on=score_on)
+        return run_grid(spec, self.path(f"grids/{name}-{self.profile.name}-seed{self.seed}"),
+                        jobs=1)
+
+
+def show_grid(result: Any) -> None:
+    """Display a grid's table and the sentences generated from its verdicts."""
+    from IPython.display import Markdown, display
+
+    from .grids import markdown_table
+
+    display(Markdown(markdown_table(result.table())))
+    display(Markdown("\n".join(f"- {sentence}" for sentence in result.sentences())))
 
 
 def setup_notebook(
