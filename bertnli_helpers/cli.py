@@ -243,6 +243,7 @@ def cmd_course(args: argparse.Namespace) -> int:
     summary = run_course(
         profile=args.profile, output=Path(args.output), notebooks=args.notebooks,
         model=args.model, data_dir=args.data_dir, device=args.device, html=not args.no_html,
+        keep_runs=args.keep_runs,
     )
     return 0 if all(row["status"] == "ok" for row in summary) else 1
 
@@ -353,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--no-html", action="store_true")
+    p.add_argument("--keep-runs", action="store_true",
+                   help="keep the weights of every run (default: only the main run's)")
     p.set_defaults(func=cmd_course)
     return parser
 

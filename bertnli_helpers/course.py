@@ -20,6 +20,12 @@ from typing import Any
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 RESULTS_FILE = "results.json"
 OUTPUT_ENV = "BERTNLI_COURSE_OUTPUT"
+RUNS_DIR = "runs"
+MAIN_RUN_PREFIX = "main-"
+"""Run folders the course keeps whole: the main run (notebook 4) that notebooks 5 and 6, and a
+student re-opening them, analyse. The weights of every other run are dropped after the course
+unless ``keep_runs``: they are large (90 MB each for minilm) and only the course's own numbers,
+already recorded, came from them."""
 
 
 @dataclass(frozen=True)
@@ -114,14 +120,25 @@ def notebook_parameters(profile: str, output: Path, model: str | None, data_dir:
     return params
 
 
-def _to_html(executed: Path) -> Path:
-    import nbformat
-    from nbconvert import HTMLExporter
+def drop_run_weights(output: Path) -> list[Path]:
+    """Delete the weights and checkpoints of the course's runs but the main one; their
+    ``run.json``, metrics and history stay. Returns the files removed."""
+    from .checkpoints import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    html = executed.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
-    return html
+    removed = []
+    for folder in sorted((Path(output) / RUNS_DIR).glob("*/")):
+        if folder.name.startswith(MAIN_RUN_PREFIX):
+            continue
+        for name in (BEST_WEIGHTS_FILE, CHECKPOINT_FILE):
+            if (folder / name).exists():
+                (folder / name).unlink()
+                removed.append(folder / name)
+    return removed
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes in the files under ``folder``."""
+    return sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())
 
 
 def run_course(
@@ -133,12 +150,16 @@ def run_course(
     device: str | None = None,
     html: bool = True,
     timeout: int = 3600,
+    keep_runs: bool = False,
 ) -> list[dict[str, Any]]:
-    """Execute the notebooks in order with papermill; write executed copies (and HTML) to
-    ``output``; print and return a summary table. A failing notebook stops the course."""
+    """Execute the notebooks in order with papermill; write executed copies, their HTML pages
+    and ``index.html`` to ``output``; print and return a summary table. A failing notebook stops
+    the course. Without ``keep_runs`` only the main run keeps its weights (see ``RUNS_DIR``)."""
     import papermill
 
-    get_profile(profile)
+    from .site import index_page, notebook_page
+
+    chosen = get_profile(profile)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     params = notebook_parameters(profile, output, model, data_dir, device)
@@ -157,15 +178,22 @@ def run_course(
             status, error = "failed", str(err).strip().splitlines()[-1][:200] if str(err) else ""
         seconds = time.perf_counter() - tick
         if html and executed.exists():
-            _to_html(executed)
+            notebook_page(executed)
         row = {"notebook": notebook.stem, "seconds": round(seconds, 1), "status": status,
                "key numbers": read_results(output).get(notebook.stem, {}), "error": error}
         summary.append(row)
         print(_summary_line(row), flush=True)
+        if html:
+            index_page(output, summary, profile=profile, model=model or chosen.model,
+                       format_value=_format)
         if status != "ok":
             break
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     print(summary_table(summary))
+    if not keep_runs:
+        removed = drop_run_weights(output)
+        print(f"removed the weights of {len(removed)} comparison run(s) (--keep-runs keeps them)")
+    print(f"{output}: {folder_size(output) / 1e6:.0f} MB")
     return summary
 
 
@@ -267,7 +295,8 @@ class NotebookContext:
         from .runs import finetune_run
 
         train, dev, test = self.splits()
-        folder = f"runs/main-{Path(self.model).name}-{self.profile.name}-seed{self.seed}"
+        folder = (f"{RUNS_DIR}/{MAIN_RUN_PREFIX}{Path(self.model).name}-{self.profile.name}"
+                  f"-seed{self.seed}")
         return finetune_run(self.path(folder), self.run_info(), train, dev, test,
                             self.train_config(), callbacks=callbacks, keep_checkpoint=False)
 
