@@ -22,6 +22,38 @@ WIDGET_MANAGER_JS = HERE / "static" / "html-manager" / "embed.js"
 TEMPLATES = HERE / "templates"
 TEMPLATE_NAME = "bertnli_offline"
 INDEX_FILE = "index.html"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def _widget_state(nb: Any) -> dict[str, Any]:
+    return nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+
+def _is_hidden(state: dict[str, Any], model: dict[str, Any]) -> bool:
+    layout_id = str(model.get("state", {}).get("layout", "")).removeprefix("IPY_MODEL_")
+    layout = state.get(layout_id, {}).get("state", {})
+    return layout.get("visibility") == "hidden" or layout.get("display") == "none"
+
+
+def settle_widget_outputs(nb: Any) -> Any:
+    """What the page shows for each widget output, as JupyterLab showed it when the run ended:
+    outputs of widgets the notebook hid (a finished ``tqdm(leave=False)`` bar) are dropped, and
+    those whose widget state was not saved keep only their static fallback (``text/html`` or
+    ``text/plain``) instead of an empty box."""
+    state = _widget_state(nb)
+    for cell in nb.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            model = state.get(view.get("model_id")) if view else None
+            if view and model is None:
+                del output["data"][WIDGET_VIEW]
+            if not (model and _is_hidden(state, model)):
+                kept.append(output)
+        if "outputs" in cell:
+            cell.outputs = kept
+    return nb
 
 
 def notebook_page(executed: Path) -> Path:
@@ -33,8 +65,8 @@ def notebook_page(executed: Path) -> Path:
 
     exporter = HTMLExporter(template_name=TEMPLATE_NAME, extra_template_basedirs=[str(TEMPLATES)])
     resources = {"bertnli_widget_manager": WIDGET_MANAGER_JS.read_text(encoding="utf-8")}
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4),
-                                          resources=resources)
+    nb = settle_widget_outputs(nbformat.read(executed, as_version=4))
+    body, _ = exporter.from_notebook_node(nb, resources=resources)
     page = executed.with_suffix(".html")
     atomic_write_text(page, body)
     return page

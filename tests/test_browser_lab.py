@@ -8,7 +8,6 @@ rendered page. Screenshots of each step land in tests/screenshots/ (git-ignored)
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -166,9 +165,23 @@ def _truncation_explorer(page) -> None:
     kept_p = int(cell.locator(".bn-side[data-side='premise']").get_attribute("data-kept"))
     assert dropped_h == "0" or kept_p == 0  # only_premise cuts the premise first
     screenshot(cell, "lab-truncation-explorer")
-    cell.scroll_into_view_if_needed()
+    _readme_picture(page, cell, after_strategy)
+
+
+def _readme_picture(page, cell, summary: str) -> None:
+    """The README's picture: the explorer at ratio, max_len=18, with the file browser closed."""
+    cell.locator("select").select_option(label="ratio")
+    summary = _changed(cell, ".bn-summary", summary)
+    _set_slider(cell, "max_len", 18)
+    assert _changed(cell, ".bn-summary", summary).startswith("ratio at max_len=18")
+    page.keyboard.press("Control+b")  # collapse the left sidebar
+    page.locator(".jp-FileBrowser").wait_for(state="hidden")
+    cell.evaluate("el => el.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)  # let the notebook settle after scrolling
+    box = cell.bounding_box()  # from the menu bar down to the end of the explorer
     screenshot(page, "widget-in-jupyterlab", docs=True,
-               clip=_clip(cell, page, width=1000, height=560))
+               clip={"x": 0, "y": 0, "width": 1280, "height": min(box["y"] + box["height"] + 12,
+                                                                   900)})
 
 
 def _truncated(summary: str) -> int:
@@ -177,36 +190,51 @@ def _truncated(summary: str) -> int:
     return int(match.group(1))
 
 
-def _clip(cell, page, *, width: int, height: int) -> dict[str, float]:
-    """A README-sized window of the page around ``cell`` (the JupyterLab frame included)."""
-    box = cell.bounding_box()
-    top = max(0.0, box["y"] + box["height"] - height + 40)
-    return {"x": 0, "y": min(top, box["y"] - 60), "width": width, "height": height}
-
-
 def _probabilities(cell) -> list[float]:
     return [float(row.get_attribute("data-p")) for row in cell.locator("tr.bn-prob").all()]
+
+
+def _same_model_playground(premise: str | None = None, hypothesis: str | None = None):
+    """The notebook's playground, built the same way in this process: what the page must show."""
+    import torch
+
+    from bertnli_helpers import widgets
+    from bertnli_helpers.model import BERTClassifier, BertConfig
+    from bertnli_helpers.pretrained import load_pretrained
+
+    torch.manual_seed(0)
+    bert, tokenizer = load_pretrained("scratch", config=BertConfig(**TINY))
+    texts = {k: v for k, v in (("premise", premise), ("hypothesis", hypothesis)) if v}
+    return widgets.PredictionPlayground(BERTClassifier(bert).eval(), tokenizer, max_len=32,
+                                        **texts)
+
+
+def _shows(page, cell, probabilities) -> None:
+    """Wait until the page shows these three probabilities (written with 6 decimals). The tiny
+    random model's are all near 1/3, but differ between pairs by more than 5e-6."""
+    page.wait_for_function(
+        "([el, want]) => { const p = [...el.querySelectorAll('tr.bn-prob')]"
+        ".map(r => parseFloat(r.dataset.p));"
+        " return p.length === 3 && p.every((v, i) => Math.abs(v - want[i]) < 1.5e-6); }",
+        arg=[cell.element_handle(), [float(p) for p in probabilities]], timeout=30_000)
 
 
 def _prediction_playground(page) -> None:
     cell = _cell(page, 3)
     cell.locator(".bn-label").wait_for()
-    before = _probabilities(cell)
-    assert len(before) == 3 and sum(before) == pytest.approx(1.0, abs=1e-4)
+    _shows(page, cell, _same_model_playground().probabilities)
+    premise, hypothesis = "A woman is slicing a tomato in a kitchen.", "Nobody is cooking."
     inputs = cell.locator(".widget-text input")
-    inputs.nth(0).fill("A woman is slicing a tomato in a kitchen.")
+    inputs.nth(0).fill(premise)
     inputs.nth(0).press("Enter")
-    inputs.nth(1).fill("Nobody is cooking.")
-    inputs.nth(1).press("Enter")
+    inputs.nth(1).fill(hypothesis)
     cell.get_by_role("button", name="predict").click()
-    page.wait_for_function(
-        "([el, old]) => { const p = [...el.querySelectorAll('tr.bn-prob')].map(r => r.dataset.p);"
-        " return p.length === 3 && JSON.stringify(p) !== old; }",
-        arg=[cell.element_handle(), json.dumps([f"{p:.6f}" for p in before])])
-    after = _probabilities(cell)
-    assert len(after) == 3 and all(0.0 <= p <= 1.0 for p in after)
-    assert sum(after) == pytest.approx(1.0, abs=1e-4) and after != before
-    assert cell.locator(".bn-label b").text_content() in ("entailment", "contradiction", "neutral")
+    expected = _same_model_playground(premise, hypothesis)
+    _shows(page, cell, expected.probabilities)
+    shown = _probabilities(cell)
+    assert len(shown) == 3 and all(0.0 <= p <= 1.0 for p in shown)
+    assert sum(shown) == pytest.approx(1.0, abs=1e-5)
+    assert cell.locator(".bn-label b").text_content() == expected.label
     screenshot(cell, "lab-prediction-playground")
 
 
