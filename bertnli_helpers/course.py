@@ -131,18 +131,20 @@ def notebook_parameters(profile: str, output: Path, model: str | None, data_dir:
 
 
 def drop_run_weights(output: Path) -> list[Path]:
-    """Delete the weights and checkpoints of the course's runs but the main one; their
-    ``run.json``, metrics and history stay. Returns the files removed."""
+    """Delete the weights and checkpoints of every run the course made (in ``runs/``, in grids,
+    anywhere under ``output``) but the main run's; their ``run.json``, metrics and history stay.
+    Returns the files removed."""
     from .checkpoints import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
 
+    output = Path(output)
     removed = []
-    for folder in sorted((Path(output) / RUNS_DIR).glob("*/")):
-        if folder.name.startswith(MAIN_RUN_PREFIX):
-            continue
-        for name in (BEST_WEIGHTS_FILE, CHECKPOINT_FILE):
-            if (folder / name).exists():
-                (folder / name).unlink()
-                removed.append(folder / name)
+    for name in (BEST_WEIGHTS_FILE, CHECKPOINT_FILE):
+        for path in sorted(output.rglob(name)):
+            run = path.parent
+            if run.parent == output / RUNS_DIR and run.name.startswith(MAIN_RUN_PREFIX):
+                continue
+            path.unlink()
+            removed.append(path)
     return removed
 
 

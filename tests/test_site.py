@@ -99,13 +99,15 @@ def test_the_index_page_links_every_notebook_with_its_numbers(executed):
 
 def test_only_the_main_run_keeps_its_weights(tmp_path):
     runs = tmp_path / RUNS_DIR
-    for name in (f"{MAIN_RUN_PREFIX}minilm-tiny-seed0", "compare-book-tiny-0", "ex-ratio"):
-        (runs / name).mkdir(parents=True)
+    folders = [runs / f"{MAIN_RUN_PREFIX}minilm-tiny-seed0", runs / "compare-book-tiny-0",
+               runs / "ex-ratio", tmp_path / "grids" / "pooling-tiny-seed0" / "cls-seed0"]
+    for folder in folders:
+        folder.mkdir(parents=True)
         for file in (BEST_WEIGHTS_FILE, CHECKPOINT_FILE, "metrics.json"):
-            (runs / name / file).write_bytes(b"x" * 1000)
+            (folder / file).write_bytes(b"x" * 1000)
     before = folder_size(tmp_path)
     removed = drop_run_weights(tmp_path)
-    assert len(removed) == 4 and folder_size(tmp_path) == before - 4000
+    assert len(removed) == 6 and folder_size(tmp_path) == before - 6000
     assert (runs / f"{MAIN_RUN_PREFIX}minilm-tiny-seed0" / BEST_WEIGHTS_FILE).exists()
     assert (runs / f"{MAIN_RUN_PREFIX}minilm-tiny-seed0" / CHECKPOINT_FILE).exists()
     assert (runs / "ex-ratio" / "metrics.json").exists()
