@@ -12,7 +12,8 @@ import pytest
 from browser import Traffic, browser_context, screenshot
 from conftest import LocalServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(300)]
+# The timeout covers the shared tiny course run when this test is the first to ask for it.
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(1800)]
 
 # Output areas that held a widget: each must show something once the widget manager ran.
 WIDGET_OUTPUTS = """() => [...document.querySelectorAll('.jp-OutputArea-output')]

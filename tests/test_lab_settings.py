@@ -1,6 +1,6 @@
 """The JupyterLab settings the project ships (``make lab`` and the browser tests use them): every
 setting exists in the installed JupyterLab's schemas with an allowed value, and ``make lab`` points
-JupyterLab at them."""
+JupyterLab at them; and the browser tests' rule when no Chromium is found."""
 
 from __future__ import annotations
 
@@ -40,3 +40,17 @@ def test_make_lab_opens_the_notebooks_with_the_shipped_settings():
     dry = subprocess.run(["make", "-n", "lab"], cwd=REPO_ROOT, capture_output=True, text=True,
                          check=True).stdout
     assert f"jupyter lab notebooks/ --LabApp.app_settings_dir={LAB_SETTINGS}" in dry
+
+
+def test_without_chromium_browser_tests_skip_locally_and_fail_under_ci(monkeypatch, tmp_path):
+    import browser
+
+    monkeypatch.setattr(browser, "CHROMIUM_CANDIDATES", (str(tmp_path / "no-chromium"),))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv(browser.CHROMIUM_ENV, raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no Chromium found"):
+        browser.chromium_path()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="cannot run under CI: no Chromium"):
+        browser.chromium_path()
