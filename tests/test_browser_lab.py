@@ -8,6 +8,7 @@ rendered page. Screenshots of each step land in tests/screenshots/ (git-ignored)
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -111,8 +112,9 @@ def test_a_student_plays_with_every_widget_in_jupyterlab(lab, snli_dir, tmp_path
             _truncation_explorer(page)
             _prediction_playground(page)
             _error_browser(page)
-        finally:
-            screenshot(page, "lab-last-state", full_page=True)
+        finally:  # what the page showed last, also when a step failed
+            with contextlib.suppress(Exception):
+                screenshot(page, "lab-last-state", full_page=True)
     assert "Traceback" not in lab.log()
 
 
