@@ -54,15 +54,6 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 # -- finetune --------------------------------------------------------------------------------
-def _load_splits(args: argparse.Namespace):
-    from .snli import read_records
-
-    train = read_records(args.data_dir, "train").sample(args.train_size, args.seed)
-    dev = read_records(args.data_dir, "dev").sample(args.dev_size, args.seed)
-    test = read_records(args.data_dir, "test").sample(args.test_size, args.seed)
-    return train, dev, test
-
-
 def recipe(args: argparse.Namespace):
     """The ``RunInfo`` and ``TrainConfig`` that a finetune or compare command line asks for."""
     from .pretrained import suggested_pooling
@@ -82,6 +73,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from .callbacks import ProgressBar
     from .checkpoints import CHECKPOINT_FILE
     from .runs import finetune_run, write_metrics
+    from .snli import sample_splits
 
     out = Path(args.output)
     if not args.resume and (out / "run.json").exists():
@@ -91,7 +83,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.resume and not (out / CHECKPOINT_FILE).exists():
         raise UsageError(f"--resume: no {CHECKPOINT_FILE} in {out} to continue from")
     info, config = recipe(args)
-    train, dev, test = _load_splits(args)
+    train, dev, test = sample_splits(args.data_dir, train_size=args.train_size,
+                                     dev_size=args.dev_size, test_size=args.test_size,
+                                     seed=args.seed)
     print(f"model {args.model}; train {len(train)}, dev {len(dev)}, test {len(test)} pairs; "
           f"preset {args.preset}", flush=True)
     started = time.perf_counter()
@@ -164,14 +158,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     info, config = recipe(args)
     spec = GridSpec(info, config, vary, seeds=args.seeds, baseline=baseline or None,
                     train_size=args.train_size, dev_size=args.dev_size,
-                    test_size=args.test_size, data_seed=args.seed, data_dir=args.data_dir)
+                    test_size=args.test_size, data_seed=args.seed, data_dir=args.data_dir,
+                    score_on=args.score_on)
     cells = len(spec.variants()) * len(spec.seeds)
     print(f"grid: {len(spec.variants())} variants x {len(spec.seeds)} seeds = {cells} runs; "
           f"baseline {variant_label(spec.baseline_variant())}", flush=True)
 
     def report(cell) -> None:
         done = "re-used" if cell.reused else "trained"
-        print(f"{variant_label(cell.variant)}, seed {cell.seed}: {done}, test accuracy "
+        print(f"{variant_label(cell.variant)}, seed {cell.seed}: {done}, {args.score_on} accuracy "
               f"{cell.correct.mean():.4f}", flush=True)
 
     result = run_grid(spec, args.output, jobs=args.jobs, on_cell=report)
@@ -236,9 +231,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         raise UsageError("give a PREMISE and a HYPOTHESIS, or --file with one pair per line")
     net, tokenizer, info = load_finetuned(args.run, device=args.device)
-    if tokenizer.text_form == "book":  # the book's vocabulary expects tokens split like SNLI's
-        premises = [tokenizer.split_like_parse(p) for p in premises]
-        hypotheses = [tokenizer.split_like_parse(h) for h in hypotheses]
+    premises = [tokenizer.prepare_typed(p) for p in premises]
+    hypotheses = [tokenizer.prepare_typed(h) for h in hypotheses]
     data = SNLIBERTDataset((premises, hypotheses, [0] * len(premises)), tokenizer,
                            info.max_len, info.truncation, cache=False)
     truncated = int(data.encoded.truncated.sum())
@@ -372,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seeds, default=(0,), help="training seeds, e.g. 0,1,2")
     p.add_argument("--baseline", action="append", metavar="NAME=VALUE",
                    help="the variant the others are compared with (default: first values)")
+    p.add_argument("--score-on", default="test", choices=["test", "dev"],
+                   help="the split the verdicts are computed on (default test; dev when the "
+                   "comparison chooses a setting and test must stay unseen)")
     p.add_argument("--jobs", type=_positive_int,
                    help="runs at once (default: one per GPU, else one per 4 CPU cores)")
     p.add_argument("--output", required=True, help="folder for the grid's runs and tables")
