@@ -53,7 +53,13 @@ from .pretrained import (
     zip_book_folder,
 )
 from .snli import SNLISplit
-from .tokenization import BOOK_SPECIALS, TextTokenizer, book_tokenizer
+from .tokenization import (
+    BOOK_RESERVED,
+    BOOK_SPECIALS,
+    TextTokenizer,
+    book_word_counts,
+    build_book_vocab,
+)
 
 Tokens = list[str]
 
@@ -61,7 +67,6 @@ MLM_SHARE = 0.15  # of a sequence's tokens, predicted
 MASK_SHARE = 0.8  # of those, replaced by <mask>
 KEEP_SHARE_OF_REST = 0.5  # of the rest, kept unchanged; the others get a random token
 NEXT_SHARE = 0.5  # of the sentence pairs, the true next sentence
-BOOK_RESERVED = ("<unk>", "<pad>", "<mask>", "<cls>", "<sep>")
 NEVER_PREDICTED = frozenset(BOOK_RESERVED)
 PRETRAIN_CHECKPOINT = "pretrain_checkpoint.pt"
 PRETRAIN_HISTORY = "pretrain_history.json"
@@ -69,18 +74,7 @@ PRETRAIN_CONFIG = "pretrain_config.json"
 CHECKPOINT_NAME = "pretrained"  # the folder inside the zip, as bert.small.torch is in the book's
 
 
-# -- vocabulary ----------------------------------------------------------------------------
-def build_book_vocab(sentences: Iterable[Sequence[str]], min_freq: int = 5) -> TextTokenizer:
-    """The book's word vocabulary: ``<unk>``, the reserved tokens, then every word seen at least
-    ``min_freq`` times, most frequent first (d2l keeps the same words, sorted by name)."""
-    if min_freq < 1:
-        raise ValueError(f"min_freq must be at least 1, not {min_freq}")
-    counts = Counter(word for sentence in sentences for word in sentence)
-    by_frequency = sorted(counts.items(), key=lambda item: item[1], reverse=True)
-    words = [w for w, n in by_frequency if n >= min_freq and w not in NEVER_PREDICTED]
-    return book_tokenizer([*BOOK_RESERVED, *words])
-
-
+# -- the corpus ----------------------------------------------------------------------------
 def snli_paragraphs(split: SNLISplit) -> list[list[Tokens]]:
     """Each pair as a two-sentence "paragraph" (premise, then hypothesis), split and
     lower-cased as the book splits SNLI's parse text. No labels are read."""
@@ -348,9 +342,10 @@ def prepare_pretraining(
     train: SNLISplit, config: PretrainConfig
 ) -> tuple[TextTokenizer, list[PretrainExample]]:
     """The vocabulary and the examples, from the train split's sentences only."""
-    paragraphs = snli_paragraphs(train.sample(config.train_size, config.seed))
-    vocab = build_book_vocab((s for paragraph in paragraphs for s in paragraph), config.min_freq)
-    return vocab, pretraining_examples(paragraphs, vocab, config.max_len, config.seed)
+    sample = train.sample(config.train_size, config.seed)
+    premises, hypotheses, _ = sample.triple("book")
+    vocab = build_book_vocab(book_word_counts(premises + hypotheses), min_freq=config.min_freq)
+    return vocab, pretraining_examples(snli_paragraphs(sample), vocab, config.max_len, config.seed)
 
 
 # -- the loop --------------------------------------------------------------------------------

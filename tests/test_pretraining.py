@@ -16,9 +16,7 @@ from bertnli_helpers.errors import CheckpointError
 from bertnli_helpers.model import BERTClassifier
 from bertnli_helpers.pretrained import load_pretrained
 from bertnli_helpers.pretraining import (
-    BOOK_RESERVED,
     PRETRAIN_CHECKPOINT,
-    build_book_vocab,
     checkpoint_usage,
     collate,
     masked_predictions,
@@ -32,7 +30,7 @@ from bertnli_helpers.pretraining import (
     pretraining_losses,
     save_pretrained,
 )
-from bertnli_helpers.tokenization import book_tokenizer
+from bertnli_helpers.tokenization import BOOK_RESERVED, book_tokenizer
 
 D2L_RESERVED = ["<pad>", "<mask>", "<cls>", "<sep>"]
 
@@ -151,15 +149,23 @@ def test_the_whole_pretraining_set_matches_the_books_dataset(d2l, dev_paragraphs
         assert ours[i].is_next == bool(is_next)
 
 
-def test_vocabulary_keeps_the_words_the_book_keeps(d2l, dev_paragraphs):
-    sentences = [s for paragraph in dev_paragraphs for s in paragraph]
-    for min_freq in (1, 5):
-        ours = build_book_vocab(sentences, min_freq)
-        reference = d2l.Vocab(sentences, min_freq=min_freq, reserved_tokens=D2L_RESERVED)
-        assert set(ours.idx_to_token) == set(reference.idx_to_token)
-        assert ours.idx_to_token[:5] == list(BOOK_RESERVED)
-    with pytest.raises(ValueError, match="min_freq"):
-        build_book_vocab(sentences, 0)
+def test_vocabulary_keeps_the_words_the_book_keeps(d2l, snli_dir):
+    """The pretraining vocabulary is tokenization.build_book_vocab over the train sentences."""
+    from collections import Counter
+
+    from bertnli_helpers.pretraining import prepare_pretraining, snli_paragraphs
+    from bertnli_helpers.snli import read_records
+
+    config = preset("tiny", train_size=500)
+    train = read_records(snli_dir, "train")
+    vocab, _ = prepare_pretraining(train, config)
+    sentences = [s for p in snli_paragraphs(train.sample(500, config.seed)) for s in p]
+    reference = d2l.Vocab(sentences, min_freq=config.min_freq, reserved_tokens=D2L_RESERVED)
+    assert set(vocab.idx_to_token) == set(reference.idx_to_token)
+    assert vocab.idx_to_token[:5] == list(BOOK_RESERVED)
+    counts = Counter(w for s in sentences for w in s)
+    frequencies = [counts[w] for w in vocab.idx_to_token[5:]]
+    assert frequencies == sorted(frequencies, reverse=True) and min(frequencies) >= config.min_freq
 
 
 # -- heads, loss, checkpoint -----------------------------------------------------------------
