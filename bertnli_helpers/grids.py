@@ -143,6 +143,8 @@ class GridSpec:
     data_dir: str | None = None
     score_on: str = "test"  # the split the verdicts are computed on: "test", or "dev" when the
     # comparison drives a decision (the test split is then never looked at)
+    only: tuple[dict[str, Any], ...] | None = None  # run just the baseline and these variants,
+    # each written as the settings it changes from the baseline (None: every combination)
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -152,10 +154,24 @@ class GridSpec:
         for name, value in (self.baseline or {}).items():
             if value not in self.vary.get(name, ()):
                 raise GridError(f"baseline {name}={value} is not one of the values varied")
+        for changes in self.only or ():
+            for name, value in changes.items():
+                if value not in self.vary.get(name, ()):
+                    raise GridError(f"variant {name}={value} is not one of the values varied")
 
     def variants(self) -> list[Variant]:
+        """Every combination of ``vary``; with ``only``, the baseline and those variants (each
+        changes just what it names, so a comparison with the baseline changes that alone)."""
         names = list(self.vary)
-        return [tuple(zip(names, values)) for values in itertools.product(*self.vary.values())]
+        if self.only is None:
+            return [tuple(zip(names, values)) for values in itertools.product(*self.vary.values())]
+        base = self.baseline_variant()
+        chosen = [base]
+        for changes in self.only:
+            variant = tuple((name, changes.get(name, value)) for name, value in base)
+            if variant not in chosen:
+                chosen.append(variant)
+        return chosen
 
     def baseline_variant(self) -> Variant:
         chosen = {name: values[0] for name, values in self.vary.items()}
@@ -350,6 +366,7 @@ def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
     jobs = jobs or default_jobs(len(cells))
     atomic_write_json(root / GRID_FILE, {"vary": {k: list(v) for k, v in spec.vary.items()},
                                          "seeds": list(spec.seeds),
+                                         "only": list(spec.only) if spec.only else None,
                                          "baseline": variant_label(spec.baseline_variant())})
     result = GridResult(spec)
     bar = tqdm(total=len(cells), desc="grid", unit="run", disable=not progress)

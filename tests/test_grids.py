@@ -59,6 +59,27 @@ def test_cells_change_only_the_varied_setting_and_the_seed():
         GridSpec(RunInfo("minilm"), TrainConfig(), {"lr": (1e-4,)}, baseline={"lr": 0.1})
 
 
+def test_only_runs_one_change_comparisons_that_share_the_baseline():
+    spec = GridSpec(RunInfo("minilm", pooling="pair"), TrainConfig(lr=1e-4),
+                    {"pooling": ("pair", "cls"), "freeze_encoder": (False, True),
+                     "lr": (1e-4, 1e-3)}, seeds=(0, 1),
+                    only=({"pooling": "cls"}, {"freeze_encoder": True},
+                          {"freeze_encoder": True, "lr": 1e-3}, {}))
+    base = (("pooling", "pair"), ("freeze_encoder", False), ("lr", 1e-4))
+    assert spec.variants() == [
+        base,
+        (("pooling", "cls"), ("freeze_encoder", False), ("lr", 1e-4)),
+        (("pooling", "pair"), ("freeze_encoder", True), ("lr", 1e-4)),
+        (("pooling", "pair"), ("freeze_encoder", True), ("lr", 1e-3)),
+    ]  # the baseline once, first; no combination nobody asked for (cls + frozen)
+    assert len(list(spec.cells())) == 8
+    full = GridSpec(RunInfo("minilm"), TrainConfig(), dict(spec.vary))
+    assert len(full.variants()) == 8
+    with pytest.raises(GridError, match="variant pooling=mean is not one of the values"):
+        GridSpec(RunInfo("minilm"), TrainConfig(), {"pooling": ("pair", "cls")},
+                 only=({"pooling": "mean"},))
+
+
 def fake_cell(variant, seed, correct, labels):
     metrics = {"dev_accuracy": float(np.mean(correct)), "examples_per_s": 100.0,
                "train_seconds": 60.0}
