@@ -86,7 +86,7 @@ def optimizer_steps(answer: Any, *, pairs: int, batch_size: int, epochs: int = 1
 def new_parameters(answer: Any, *, hidden_size: int, pooling: str) -> Verdict:
     """How many of a classifier's numbers start from random values: measured on a classifier
     built with the package's own ``BERTClassifier`` at that hidden size and pooling."""
-    from .model import BertConfig, BERTClassifier, PretrainedBERT
+    from .model import BERTClassifier, BertConfig, PretrainedBERT
     from .parameters import new_parameter_count
 
     config = BertConfig(vocab_size=8, hidden_size=hidden_size, num_layers=1, num_heads=1,

@@ -321,19 +321,38 @@ class GridResult:
         """What the grid shows, one generated sentence per variant against the baseline; a
         comparison with a side that did not learn says so instead of reading a direction."""
         base = self.spec.baseline_variant()
-        sentences = []
-        for variant in self.spec.variants():
-            comparison = self.comparison(variant, base) if variant != base else None
-            if comparison is None:
-                continue
-            idle = [variant_label(v) for v in (variant, base) if not self.learned(v)]
-            if idle:
-                sentences.append(f"{comparison.name_a} against {comparison.name_b}: not "
-                                 f"comparable, {' and '.join(idle)} did not learn measurably "
-                                 "(accuracy not above the majority class); train longer.")
-            else:
-                sentences.append(comparison.sentence())
-        return sentences
+        return [self._sentence(variant, base) for variant in self.spec.variants()
+                if variant != base and self.comparison(variant, base) is not None]
+
+    def against_baseline(self, changes: dict[str, Any], name: str | None = None,
+                         base_name: str | None = None):
+        """The variant that makes ``changes`` to the baseline, compared with the baseline:
+        ``(comparison, idle)``, the comparison named ``name`` / ``base_name`` (None when no seed
+        has both) and the names of the sides that did not learn measurably."""
+        base = self.spec.baseline_variant()
+        variant = tuple((key, changes.get(key, value)) for key, value in base)
+        comparison = self.comparison(variant, base)
+        names = {variant: name or variant_label(variant), base: base_name or variant_label(base)}
+        if comparison is not None:
+            comparison = dataclasses.replace(comparison, name_a=names[variant],
+                                             name_b=names[base])
+        return comparison, [names[v] for v in (variant, base) if not self.learned(v)]
+
+    def sentence(self, changes: dict[str, Any], name: str | None = None,
+                 base_name: str | None = None) -> str:
+        """One generated sentence for :meth:`against_baseline` (what it shows, or that it
+        cannot be read because a side did not learn)."""
+        comparison, idle = self.against_baseline(changes, name, base_name)
+        if comparison is None:
+            return f"{name or changes}: no run to compare yet."
+        if idle:
+            return (f"{comparison.name_a} against {comparison.name_b}: not comparable, "
+                    f"{' and '.join(idle)} did not learn measurably (accuracy not above the "
+                    "majority class); train longer.")
+        return comparison.sentence()
+
+    def _sentence(self, variant: Variant, base: Variant) -> str:
+        return self.sentence({key: value for key, value in variant})
 
     def save(self, root: Path) -> list[Path]:
         """results.csv / results.md (the table), verdicts.csv / verdicts.md."""

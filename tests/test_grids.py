@@ -137,3 +137,26 @@ def test_a_real_grid_killed_mid_way_re_runs_nothing_that_had_finished(tmp_path, 
     verdicts = pd.read_csv(out / "verdicts.csv")
     assert len(verdicts) == 3 and set(verdicts["B"]) == {"truncation=longest_first, max_len=16"}
     assert (out / "verdicts.md").read_text().startswith("| A | B |")
+
+
+def test_against_baseline_names_the_sides_and_refuses_a_side_that_did_not_learn():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 800)
+    spec = GridSpec(RunInfo("minilm"), TrainConfig(), {"pooling": ("pair", "cls"),
+                                                       "batch_size": (16, 512)},
+                    only=({"pooling": "cls"}, {"batch_size": 512}))
+    result = GridResult(spec)
+    base = rng.random(800) < 0.75
+    result.cells.append(fake_cell((("pooling", "pair"), ("batch_size", 16)), 0, base, labels))
+    result.cells.append(fake_cell((("pooling", "cls"), ("batch_size", 16)), 0,
+                                  base & (rng.random(800) < 0.8), labels))
+    result.cells.append(fake_cell((("pooling", "pair"), ("batch_size", 512)), 0,
+                                  rng.random(800) < 0.2, labels))
+    comparison, idle = result.against_baseline({"pooling": "cls"}, "the cls head", "pair")
+    assert (comparison.name_a, comparison.name_b, comparison.verdict, idle) == (
+        "the cls head", "pair", "worse", [])
+    assert result.sentence({"pooling": "cls"}, "the cls head", "pair").startswith(
+        "the cls head is worse than pair")
+    assert "batches of 512 did not learn measurably" in result.sentence(
+        {"batch_size": 512}, "batches of 512", "batches of 16")
+    assert len(result.sentences()) == 2
