@@ -280,12 +280,16 @@ class NotebookContext:
     def compare(self, name: str, vary: dict[str, Sequence[Any]], *, preset_name: str = "tuned",
                 seeds: Sequence[int] | None = None, baseline: dict[str, Any] | None = None,
                 info: dict[str, Any] | None = None, train_size: int | str | None = "compare",
-                score_on: str = "dev", **config_changes: Any):
+                score_on: str = "dev", only: Sequence[dict[str, Any]] | None = None,
+                **config_changes: Any):
         """Fine-tune every variant of ``vary`` once per seed at the profile's comparison size,
         and compare each with the baseline on the same pairs (``grids.run_grid``).
 
         Verdicts are computed on dev by default: a comparison that chooses a setting must not
-        look at test. Finished runs are re-used, so running a cell again costs nothing.
+        look at test. Finished runs are re-used, so running a cell again costs nothing. ``only``
+        runs the baseline and just the variants listed, each as the settings it changes (e.g.
+        ``[{"pooling": "cls"}, {"model": "scratch"}]``): several one-change comparisons that
+        share one baseline, instead of every combination.
         """
         from .grids import GridSpec, run_grid
 
@@ -297,7 +301,8 @@ class NotebookContext:
                         seeds=tuple(seeds if seeds is not None else self.profile.compare_seeds),
                         baseline=baseline, train_size=size, dev_size=self.profile.dev_size,
                         test_size=self.profile.test_size, data_seed=self.seed,
-                        data_dir=str(self.data_dir), score_on=score_on)
+                        data_dir=str(self.data_dir), score_on=score_on,
+                        only=tuple(only) if only is not None else None)
         return run_grid(spec, self.path(f"grids/{name}-{self.profile.name}-seed{self.seed}"),
                         jobs=1)
 

@@ -70,6 +70,34 @@ def expect_equal(answer: Any, expected: Any, what: str, hint: str = "") -> Verdi
 
 
 # -- notebook 04 -----------------------------------------------------------------------------------
+@register("04 optimizer steps")
+def optimizer_steps(answer: Any, *, pairs: int, batch_size: int, epochs: int = 1) -> Verdict:
+    """How many optimizer steps a run of ``epochs`` over ``pairs`` in batches of ``batch_size``
+    takes, counted by the book's own batch loader (the last, smaller batch is a step too)."""
+    from .data import RandomBatchSampler
+
+    expected = len(RandomBatchSampler(pairs, batch_size)) * epochs
+    return expect_equal(answer, expected, f"the number of optimizer steps ({pairs:,} pairs, "
+                        f"batches of {batch_size}, {epochs} epoch(s))",
+                        "One step per batch; a last batch with fewer pairs is a step too.")
+
+
+@register("04 new parameters")
+def new_parameters(answer: Any, *, hidden_size: int, pooling: str) -> Verdict:
+    """How many of a classifier's numbers start from random values: measured on a classifier
+    built with the package's own ``BERTClassifier`` at that hidden size and pooling."""
+    from .model import BERTClassifier, BertConfig, PretrainedBERT
+    from .parameters import new_parameter_count
+
+    config = BertConfig(vocab_size=8, hidden_size=hidden_size, num_layers=1, num_heads=1,
+                        ffn_size=4, max_len=8)
+    expected = new_parameter_count(BERTClassifier(PretrainedBERT(config), pooling=pooling))
+    return expect_equal(answer, expected, f"the number of new parameters ({pooling!r} pooling, "
+                        f"hidden size {hidden_size})",
+                        "Count weights and biases of every layer that is not in the checkpoint: "
+                        "the output layer, and for 'pair' the hidden layer that reads "
+                        "4 x hidden numbers.")
+
 
 
 # -- notebook 05 -----------------------------------------------------------------------------------

@@ -28,3 +28,18 @@ def test_checks_are_found_by_name_and_names_are_unique():
     with pytest.raises(KeyError, match="no check named"):
         check("nowhere", 1)
     assert isinstance(Verdict(True, "ok"), Verdict)
+
+
+# -- notebook 04 -----------------------------------------------------------------------------------
+def test_04_optimizer_steps_counts_the_last_short_batch():
+    assert check("04 optimizer steps", 2, pairs=1000, batch_size=512)
+    assert check("04 optimizer steps", 126, pairs=1000, batch_size=16, epochs=2)
+    wrong = check("04 optimizer steps", 1, pairs=1000, batch_size=512)
+    assert not wrong and "should be 2, not 1" in str(wrong)
+
+
+def test_04_new_parameters_counts_what_the_checkpoint_does_not_hold():
+    assert check("04 new parameters", 384 * 3 + 3, hidden_size=384, pooling="cls")
+    pair = 4 * 384 * 384 + 384 + 384 * 3 + 3
+    assert check("04 new parameters", pair, hidden_size=384, pooling="pair")
+    assert not check("04 new parameters", 384 * 3 + 3, hidden_size=384, pooling="pair")
