@@ -94,7 +94,7 @@ def test_02_vocabulary_size_unknown_by_side_and_padding(book_vocab):
 
 
 def test_03_truncated_pair_and_ratio_lengths():
-    premise, hypothesis = "a man in a red shirt sleeps".split(), "a man sleeps".split()
+    premise, hypothesis = ["a", "man", "in", "a", "red", "shirt", "sleeps"], ["a", "man", "sleeps"]
     given = {"premise": premise, "hypothesis": hypothesis, "max_len": 10}
     right = (premise[:4], hypothesis)  # budget 7: the longer side is cut from its end
     assert check("03 truncated pair", right, strategy="longest_first", **given)
