@@ -134,6 +134,30 @@ def _to_html(executed: Path) -> Path:
     return html
 
 
+def kernel_config() -> Any:
+    """The kernel manager's settings for running notebooks here.
+
+    On POSIX the kernel talks to papermill over local (IPC) sockets, which only this user can
+    open: nothing travels over TCP, and ipykernel has no reason to warn that it runs "over TCP
+    without encryption" once per notebook. Elsewhere (Windows has no IPC transport) TCP stays.
+    """
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
+
+
+def execute_notebook(notebook: Path, executed: Path, parameters: dict[str, Any],
+                     timeout: int = 3600) -> None:
+    """Run one notebook with papermill (parameters injected), writing the executed copy."""
+    import papermill
+
+    papermill.execute_notebook(
+        str(notebook), str(executed), parameters=parameters, cwd=str(notebook.parent),
+        kernel_name="python3", progress_bar=False, execution_timeout=timeout,
+        config=kernel_config(),
+    )
+
+
 def run_course(
     profile: str = "quick",
     output: Path = Path("course_output"),
@@ -146,8 +170,6 @@ def run_course(
 ) -> list[dict[str, Any]]:
     """Execute the notebooks in order with papermill; write executed copies (and HTML) to
     ``output``; print and return a summary table. A failing notebook stops the course."""
-    import papermill
-
     get_profile(profile)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -159,10 +181,7 @@ def run_course(
         tick = time.perf_counter()
         status, error = "ok", ""
         try:
-            papermill.execute_notebook(
-                str(notebook), str(executed), parameters=params, cwd=str(notebook.parent),
-                kernel_name="python3", progress_bar=False, execution_timeout=timeout,
-            )
+            execute_notebook(notebook, executed, params, timeout)
         except Exception as err:  # report which notebook failed, then stop
             status, error = "failed", str(err).strip().splitlines()[-1][:200] if str(err) else ""
         seconds = time.perf_counter() - tick
@@ -329,19 +348,21 @@ def setup_notebook(
 ) -> NotebookContext:
     """Resolve a notebook's parameters: profile, model, SNLI folder, device, seed, outputs.
 
-    Says what it chose, so nothing is silently different from what the reader asked for.
+    Says what it chose, so nothing is silently different from what the reader asked for, and says
+    once that the train file is a sample (the SampleWarning is silenced for the notebook after).
     """
     import warnings
 
     import torch
 
     from .devices import resolve_device
-    from .snli import SampleWarning, resolve_data_dir
+    from .snli import SampleWarning, resolve_data_dir, train_sample_note
 
     chosen = get_profile(profile)
     folder = resolve_data_dir(data_dir)
     torch.manual_seed(seed)
-    warnings.simplefilter("once", SampleWarning)
+    note = train_sample_note(folder)
+    warnings.simplefilter("ignore", SampleWarning)  # said once below, not at every read
     ctx = NotebookContext(
         notebook=notebook,
         profile=chosen,
@@ -353,6 +374,8 @@ def setup_notebook(
     )
     print(f"profile {chosen.name} | model {ctx.model} | device {ctx.device} | data {folder} | "
           f"outputs {ctx.output}")
+    if note:
+        print(note)
     return ctx
 
 
