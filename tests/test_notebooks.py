@@ -21,10 +21,10 @@ from bertnli_helpers.course import (
 )
 
 EXPECTED = ["01_pretrained_bert", "02_snli_dataset", "03_truncation", "04_fine_tuning",
-            "05_error_analysis", "06_exercises"]
+            "05_error_analysis", "06_exercises", "07_pretraining"]
 
 
-def test_the_course_has_six_notebooks_in_reading_order():
+def test_the_course_has_its_notebooks_in_reading_order():
     assert [nb.stem for nb in course_notebooks()] == EXPECTED
     assert [nb.stem for nb in course_notebooks(["3", "05_error_analysis"])] == [
         "03_truncation", "05_error_analysis"]
