@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,13 +31,12 @@ from scipy.stats import binomtest
 from bertnli_helpers.callbacks import ProgressBar
 from bertnli_helpers.data import SNLIBERTDataset
 from bertnli_helpers.inference import predict
+from bertnli_helpers.model import POOLING_HEADS
 from bertnli_helpers.precision import PRECISIONS
 from bertnli_helpers.pretrained import suggested_pooling
 from bertnli_helpers.runs import RunInfo, finetune_run
-from bertnli_helpers.snli import read_records
+from bertnli_helpers.snli import read_records, resolve_data_dir
 from bertnli_helpers.train import preset
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "snli"
 
 
 def paired_comparison(correct_a: np.ndarray, correct_b: np.ndarray, *, reps: int = 10_000,
@@ -69,7 +67,8 @@ def test_correctness(outcome, test, precision: str) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=os.environ.get("BERTNLI_DATA_DIR") or DEFAULT_DATA)
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="SNLI folder (default: $BERTNLI_DATA_DIR, else the official zip)")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--presets", nargs="+", default=["tuned", "book"])
     parser.add_argument("--precisions", nargs="+", default=["auto"], choices=PRECISIONS,
@@ -77,7 +76,7 @@ def main() -> None:
                         "paired comparisons (default: auto only)")
     parser.add_argument("--seeds", nargs="+", type=int, help="default: --seed")
     parser.add_argument("--pooling", default="suggested",
-                        choices=["suggested", "cls", "mean", "pair"],
+                        choices=["suggested", *POOLING_HEADS],
                         help="the classifier's pooling; 'suggested': what suits the model "
                         "('pair' for minilm, 'cls' for the book's BERTs)")
     parser.add_argument("--train-size", type=int, help="random sample of train (smoke runs)")
@@ -87,9 +86,10 @@ def main() -> None:
     parser.add_argument("--runs", default="benchmarks/results/accuracy-runs")
     parser.add_argument("--out", default="benchmarks/results/accuracy.json")
     args = parser.parse_args()
-    train = read_records(args.data, "train").sample(args.train_size, args.seed)
-    dev = read_records(args.data, "dev").sample(args.dev_size, args.seed)
-    test = read_records(args.data, "test").sample(args.test_size, args.seed)
+    data_dir = resolve_data_dir(args.data_dir)
+    train = read_records(data_dir, "train").sample(args.train_size, args.seed)
+    dev = read_records(data_dir, "dev").sample(args.dev_size, args.seed)
+    test = read_records(data_dir, "test").sample(args.test_size, args.seed)
     pooling = suggested_pooling(args.model) if args.pooling == "suggested" else args.pooling
     rows, correct = [], {}
     for name in args.presets:

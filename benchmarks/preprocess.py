@@ -339,10 +339,6 @@ def run_variant(workdir: Path, tokenizer_name: str, pipeline: str, pairs: int, m
 # --- the driver ----------------------------------------------------------------------------------
 
 
-def _default_data_dir() -> Path:
-    return Path(os.environ.get("BERTNLI_DATA_DIR") or REPO.parent / "shared" / "data" / "snli")
-
-
 def prepare(workdir: Path, data_dir: Path) -> dict:
     """Write the real pairs in both text forms and the book's vocabulary; return their sizes."""
     from bertnli_helpers.snli import SampleWarning, read_records
@@ -403,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=FULL_PAIRS, help="pairs to build (tiled)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_PAIRS:,} pairs")
     parser.add_argument("--max-len", type=int, default=128)
-    parser.add_argument("--data", type=Path, default=None, help="SNLI data folder")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="SNLI folder (default: $BERTNLI_DATA_DIR, else the official zip)")
     parser.add_argument(
         "--repeat", type=int, default=1,
         help="runs per variant; the fastest is reported (the others' times are kept in the JSON)",
@@ -424,7 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_variant(args._workdir, *args._variant, args.pairs, args.max_len)))
         return 0
 
-    data_dir = args.data or _default_data_dir()
+    from bertnli_helpers.snli import resolve_data_dir
+
+    data_dir = resolve_data_dir(args.data_dir)
     results = []
     with tempfile.TemporaryDirectory(prefix="bertnli-bench-") as tmp:
         workdir = Path(tmp)

@@ -35,7 +35,6 @@ import json
 import platform
 import sys
 import time
-import types
 import warnings
 from pathlib import Path
 
@@ -43,32 +42,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bertnli_helpers.book import import_d2l
 from bertnli_helpers.data import LengthBucketSampler, RandomBatchSampler, SNLIBERTDataset
 from bertnli_helpers.model import BERTClassifier, BertConfig
 from bertnli_helpers.optim import make_optimizer
 from bertnli_helpers.precision import autocast, native_bf16_features
 from bertnli_helpers.pretrained import load_pretrained, minilm_folder, suggested_pooling
-from bertnli_helpers.snli import read_records
+from bertnli_helpers.snli import read_records, resolve_data_dir
 from bertnli_helpers.train import preset
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "snli"
 SIZES = {
     "minilm": dict(hidden=384, layers=6, heads=12, ffn=1536),
     "book-small": dict(hidden=256, layers=2, heads=4, ffn=512),
 }
-
-
-def import_d2l():
-    """The book's code; its torchvision import is unused by BERT, so a stand-in is enough."""
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("torchvision")
-        stub.transforms = types.ModuleType("torchvision.transforms")
-        sys.modules.update({"torchvision": stub, "torchvision.transforms": stub.transforms})
-    from d2l import torch as d2l
-
-    return d2l
 
 
 class BookClassifier(nn.Module):
@@ -217,8 +203,7 @@ def print_profile(name: str, precision: str, spent: dict[str, float]) -> None:
 
 # -- the benchmark ------------------------------------------------------------------------------
 def transformers_bert() -> type | None:
-    """``transformers.BertModel``, imported before d2l's torchvision stand-in (which would
-    confuse transformers' own checks); None when transformers is not installed."""
+    """``transformers.BertModel``, or None when transformers is not installed."""
     try:
         from transformers import BertModel
         from transformers.utils import logging
@@ -276,6 +261,8 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
     parser.add_argument("--profile", action="store_true",
                         help="also profile steps of 'ours' in each precision: where a step goes")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="SNLI folder (default: $BERTNLI_DATA_DIR, else the official zip)")
     parser.add_argument("--out", default="benchmarks/results/train_throughput.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -287,7 +274,7 @@ def main() -> None:
     peaks = {p: matmul_peak(DTYPES[p]) for p in sorted({"fp32", *args.precisions})}
     for p, peak in peaks.items():
         print(f"{p} matmul peak: {peak / 1e9:.1f} GFLOP/s on {args.threads} threads")
-    split = read_records(DATA, "train")
+    split = read_records(resolve_data_dir(args.data_dir), "train")
     rows, profiles = [], {}
     for name in args.models:
         size = SIZES[name]

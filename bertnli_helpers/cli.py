@@ -1,8 +1,12 @@
-"""The ``bertnli`` command: download, finetune, evaluate, predict, truncation-report, course.
+"""The ``bertnli`` command: download, finetune, pretrain, compare, evaluate, predict,
+truncation-report, course.
 
-Every subcommand explains itself with ``--help``. Bad arguments and missing files end with a
-one-line error and exit code 2; output files are written atomically, so a failed command leaves
-nothing half-written.
+Every subcommand explains itself with ``--help``; the choices it offers (pooling heads, models,
+splits, strategies, profiles) are read from the package's registries. Bad arguments, files and
+folders end with a one-line error and exit code 2 (:func:`main` catches the package's own errors
+and the I/O errors of the user's files, nothing else, so a bug still shows its traceback); output
+files are written atomically, so a failed command leaves nothing half-written, and a run folder
+has one writer at a time.
 """
 
 from __future__ import annotations
@@ -14,14 +18,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import BertNLIError
+from . import hub
+from .course import PROFILES
+from .errors import BertNLIError, UsageError
+from .grids import SETTINGS
+from .model import POOLING_HEADS
 from .precision import PRECISIONS
+from .pretrained import NAMED_MODELS
+from .pretraining import PRESETS as PRETRAIN_PRESETS
+from .snli import SPLITS
+from .truncation import STRATEGIES
 
 EXIT_USAGE = 2
-
-
-class UsageError(BertNLIError):
-    """A command-line request that cannot be carried out as given."""
 
 
 def _positive_int(text: str) -> int:
@@ -31,10 +39,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _max_len(text: str) -> int:
+    value = int(text)
+    if value < 5:
+        raise argparse.ArgumentTypeError(
+            f"must be at least 5 (<cls> premise <sep> hypothesis <sep>), not {text}")
+    return value
+
+
+def _strategy_name(text: str) -> str:
+    """A truncation strategy's name as ``truncation.get_strategy`` reads it ('-' as '_')."""
+    return text.strip().replace("-", "_")
+
+
 # -- download --------------------------------------------------------------------------------
 def cmd_download(args: argparse.Namespace) -> int:
-    from . import hub
-
     if args.list or not args.names:
         for name, res in hub.REGISTRY.items():
             print(f"{name:12s} {res.url}  sha1={res.sha1}")
@@ -46,40 +65,52 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 # -- finetune --------------------------------------------------------------------------------
-def _load_splits(args: argparse.Namespace):
-    from .snli import read_records
+def recipe(args: argparse.Namespace):
+    """The ``RunInfo`` and ``TrainConfig`` that a finetune or compare command line asks for."""
+    from .pretrained import suggested_pooling
+    from .runs import RunInfo
+    from .train import preset
 
-    train = read_records(args.data_dir, "train").sample(args.train_size, args.seed)
-    dev = read_records(args.data_dir, "dev").sample(args.dev_size, args.seed)
-    test = read_records(args.data_dir, "test").sample(args.test_size, args.seed)
-    return train, dev, test
+    changes = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "device",
+                                             "max_steps", "eval_every", "checkpoint_every",
+                                             "precision")
+               if getattr(args, k, None) is not None}
+    pooling = suggested_pooling(args.model) if args.pooling == "auto" else args.pooling
+    info = RunInfo(model=args.model, max_len=args.max_len, truncation=args.truncation,
+                   freeze_encoder=args.freeze_encoder, pooling=pooling)
+    return info, preset(args.preset, **changes)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from .callbacks import ProgressBar
-    from .checkpoints import CHECKPOINT_FILE
-    from .pretrained import suggested_pooling
-    from .runs import RunInfo, finetune_run, write_metrics
-    from .train import preset
+    from .devices import resolve_device
+    from .files import run_folder_lock
 
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output {out} is a file, not a folder: choose a folder for the run")
+    resolve_device(args.device)  # an unavailable device: refused before any data are read
+    with run_folder_lock(out):  # the whole command, checks included: one writer per folder
+        return _finetune_in(out, args)
+
+
+def _finetune_in(out: Path, args: argparse.Namespace) -> int:
+    from .callbacks import ProgressBar
+    from .checkpoints import CHECKPOINT_FILE
+    from .runs import finetune_run, write_metrics
+    from .snli import sample_splits
+
     if not args.resume and (out / "run.json").exists():
         raise UsageError(
             f"{out} already holds a run; pass --resume to continue it, or choose another --output"
         )
     if args.resume and not (out / CHECKPOINT_FILE).exists():
         raise UsageError(f"--resume: no {CHECKPOINT_FILE} in {out} to continue from")
-    changes = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "device",
-                                             "max_steps", "eval_every", "checkpoint_every",
-                                             "precision")
-               if getattr(args, k) is not None}
-    config = preset(args.preset, **changes)
-    train, dev, test = _load_splits(args)
+    info, config = recipe(args)
+    train, dev, test = sample_splits(args.data_dir, train_size=args.train_size,
+                                     dev_size=args.dev_size, test_size=args.test_size,
+                                     seed=args.seed)
     print(f"model {args.model}; train {len(train)}, dev {len(dev)}, test {len(test)} pairs; "
           f"preset {args.preset}", flush=True)
-    pooling = suggested_pooling(args.model) if args.pooling == "auto" else args.pooling
-    info = RunInfo(model=args.model, max_len=args.max_len, truncation=args.truncation,
-                   freeze_encoder=args.freeze_encoder, pooling=pooling)
     started = time.perf_counter()
     outcome = finetune_run(out, info, train, dev, test, config, callbacks=[ProgressBar()],
                            resume=args.resume, reuse=False)
@@ -90,20 +121,102 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- pretrain --------------------------------------------------------------------------------
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from .callbacks import ProgressBar
+    from .pretraining import (
+        PRETRAIN_CHECKPOINT,
+        new_pretrainer,
+        prepare_pretraining,
+        preset,
+        pretrain,
+        save_pretrained,
+    )
+    from .snli import read_records
+
+    out = Path(args.output)
+    if not args.resume and (out / PRETRAIN_CHECKPOINT).exists():
+        raise UsageError(f"{out} already holds a pretraining run; pass --resume to continue it, "
+                         "or choose another --output")
+    changes = {k: getattr(args, k) for k in ("steps", "max_len", "batch_size", "lr", "train_size",
+                                             "min_freq", "checkpoint_every", "seed", "device")
+               if getattr(args, k) is not None}
+    config = preset(args.preset, **changes)
+    vocab, examples = prepare_pretraining(read_records(args.data_dir, "train"), config)
+    print(f"pretraining on {len(examples):,} sentence pairs of the train split; vocabulary "
+          f"{len(vocab):,} words; {config.steps} steps of {config.batch_size}", flush=True)
+    model = new_pretrainer(config, len(vocab))
+    result = pretrain(model, examples, config, pad_id=vocab.pad_id, output_dir=out,
+                      resume=args.resume, callbacks=[ProgressBar("pretraining")])
+    saved = save_pretrained(model, vocab, out)
+    last = result.history[-1] if result.history else {}
+    print(f"MLM loss {last.get('mlm_loss', float('nan')):.3f}, NSP loss "
+          f"{last.get('nsp_loss', float('nan')):.3f} at step {result.steps}")
+    print(f"book-format checkpoint: {saved.zip_path} (sha1 {saved.sha1}); load it with "
+          f"load_pretrained('{saved.zip_path}') or --model {saved.zip_path}")
+    return 0
+
+
+# -- compare ---------------------------------------------------------------------------------
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers separated by commas, "
+                                         f"not {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed is repeated in {text!r}")
+    return seeds
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .grids import GridSpec, markdown_table, parse_value, parse_vary, run_grid, variant_label
+
+    vary = parse_vary(args.vary)
+    baseline = {}
+    for item in args.baseline or []:
+        name, _, value = item.partition("=")
+        baseline[name.strip().replace("-", "_")] = parse_value(name.strip().replace("-", "_"),
+                                                               value.strip())
+    info, config = recipe(args)
+    spec = GridSpec(info, config, vary, seeds=args.seeds, baseline=baseline or None,
+                    train_size=args.train_size, dev_size=args.dev_size,
+                    test_size=args.test_size, data_seed=args.seed, data_dir=args.data_dir,
+                    score_on=args.score_on)
+    cells = len(spec.variants()) * len(spec.seeds)
+    print(f"grid: {len(spec.variants())} variants x {len(spec.seeds)} seeds = {cells} runs; "
+          f"baseline {variant_label(spec.baseline_variant())}", flush=True)
+
+    def report(cell) -> None:
+        done = "re-used" if cell.reused else "trained"
+        print(f"{variant_label(cell.variant)}, seed {cell.seed}: {done}, {args.score_on} accuracy "
+              f"{cell.correct.mean():.4f}", flush=True)
+
+    result = run_grid(spec, args.output, jobs=args.jobs, on_cell=report)
+    print(markdown_table(result.table()))
+    for sentence in result.sentences():
+        print(sentence)
+    print(f"tables in {Path(args.output)}: results.csv, results.md, verdicts.csv, verdicts.md")
+    return 0
+
+
 # -- evaluate / predict ----------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import SNLIBERTDataset
+    from .files import run_folder_lock
     from .inference import evaluate
-    from .runs import load_finetuned, write_metrics
+    from .runs import METRICS_FILE, load_finetuned, read_json, write_metrics
     from .snli import read_records
 
     net, tokenizer, info = load_finetuned(args.run, device=args.device)
     split = read_records(args.data_dir, args.split).sample(args.size, args.seed)
     data = SNLIBERTDataset(split, tokenizer, info.max_len, info.truncation)
-    precision = _say_precision(args.precision, net)
-    metrics = evaluate(net, data, precision=precision)
-    write_metrics(args.run, {f"{args.split}_accuracy": metrics["accuracy"],
-                             f"{args.split}_loss": metrics["loss"]})
+    metrics = evaluate(net, data, precision=_say_precision(args.precision, net))
+    with run_folder_lock(args.run):  # the run's own figures stay; this one is added beside them
+        path = Path(args.run) / METRICS_FILE
+        evaluations = (read_json(path) if path.exists() else {}).get("evaluations", {})
+        evaluations[args.split] = {**metrics, "sample": args.size, "seed": args.seed}
+        write_metrics(args.run, {"evaluations": evaluations})
     print(json.dumps({"split": args.split, **metrics}, indent=2))
     return 0
 
@@ -120,18 +233,30 @@ def _say_precision(precision: str, net) -> str:
 def _read_pair_file(path: Path) -> tuple[list[str], list[str]]:
     if not path.exists():
         raise FileNotFoundError(f"pairs file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
     premises, hypotheses = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         if path.suffix == ".jsonl":
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UsageError(f"{path}, line {number}: not valid JSON ({err.msg}, column "
+                                 f"{err.colno})") from None
+            if not isinstance(row, dict):
+                raise UsageError(f"{path}, line {number}: expected a JSON object with premise "
+                                 f"and hypothesis, got {type(row).__name__}")
             premise, hypothesis = row.get("premise", row.get("sentence1")), row.get(
                 "hypothesis", row.get("sentence2"))
         else:
             parts = line.split("\t")
             premise, hypothesis = parts if len(parts) == 2 else (None, None)
-        if not premise or not hypothesis:
+        if not isinstance(premise, str) or not isinstance(hypothesis, str) or not (
+                premise and hypothesis):
             raise UsageError(
                 f"{path}, line {number}: expected 'premise<TAB>hypothesis' (or JSON with "
                 "premise/hypothesis or sentence1/sentence2)"
@@ -154,9 +279,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         raise UsageError("give a PREMISE and a HYPOTHESIS, or --file with one pair per line")
     net, tokenizer, info = load_finetuned(args.run, device=args.device)
-    if tokenizer.text_form == "book":  # the book's vocabulary expects tokens split like SNLI's
-        premises = [tokenizer.split_like_parse(p) for p in premises]
-        hypotheses = [tokenizer.split_like_parse(h) for h in hypotheses]
+    premises = [tokenizer.prepare_typed(p) for p in premises]
+    hypotheses = [tokenizer.prepare_typed(h) for h in hypotheses]
     data = SNLIBERTDataset((premises, hypotheses, [0] * len(premises)), tokenizer,
                            info.max_len, info.truncation, cache=False)
     truncated = int(data.encoded.truncated.sum())
@@ -193,12 +317,16 @@ def cmd_truncation_report(args: argparse.Namespace) -> int:
 
 # -- course ----------------------------------------------------------------------------------
 def cmd_course(args: argparse.Namespace) -> int:
-    from .course import run_course
+    from .course import course_notebooks, run_course
 
+    try:
+        course_notebooks(args.notebooks)  # an unknown name: refused before any folder is made
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     summary = run_course(
         profile=args.profile, output=Path(args.output), notebooks=args.notebooks,
         model=args.model, data_dir=args.data_dir, device=args.device, html=not args.no_html,
-        precision=args.precision,
+        keep_runs=args.keep_runs, precision=args.precision,
     )
     return 0 if all(row["status"] == "ok" for row in summary) else 1
 
@@ -218,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "computes bf16 natively, else fp32), fp32, bf16, fp16 (GPU only)")
 
     p = sub.add_parser("download", help="fetch SNLI or a book checkpoint into the cache")
-    p.add_argument("names", nargs="*", help="resource names: SNLI, bert.small, bert.base")
+    p.add_argument("names", nargs="*", help=f"resource names: {', '.join(hub.REGISTRY)}")
     p.add_argument("--list", action="store_true", help="list the known resources")
     p.set_defaults(func=cmd_download)
 
@@ -227,38 +355,88 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--seed", type=int, default=0, help="seed for sampling and training")
         q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or auto (default)")
 
+    def recipe_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--model", default="minilm",
+                       help=f"{', '.join(NAMED_MODELS)}, or a model folder or zip "
+                       "(default: minilm, which works offline)")
+        data_args(q)
+        q.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
+        q.add_argument("--dev-size", type=_positive_int, help="random sample of dev pairs")
+        q.add_argument("--test-size", type=_positive_int, help="random sample of test pairs")
+        q.add_argument("--max-len", type=_max_len, default=128,
+                       help="packed length limit (default 128)")
+        q.add_argument("--truncation", default="longest_first", type=_strategy_name,
+                       choices=list(STRATEGIES), help="pair truncation strategy")
+        q.add_argument("--preset", default="tuned", help="recipe: tuned (default) or book")
+        q.add_argument("--epochs", type=_positive_int)
+        q.add_argument("--batch-size", type=_positive_int)
+        q.add_argument("--lr", type=float)
+        q.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+        q.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
+        q.add_argument("--checkpoint-every", type=_positive_int,
+                       help="checkpoint every N steps")
+        q.add_argument("--freeze-encoder", action="store_true",
+                       help="train only the MLP on <cls>")
+        q.add_argument("--pooling", default="auto", choices=["auto", *POOLING_HEADS],
+                       help="what the classifier reads: the <cls> state (cls, the book's), the "
+                       "mean of all token states (mean), premise and hypothesis means compared "
+                       "(pair), or another registered head; 'auto' (default): the one that "
+                       "suits the model, 'pair' for minilm, 'cls' for the book's BERTs")
+        precision_arg(q)
+
     p = sub.add_parser("finetune", help="fine-tune a pretrained BERT on SNLI",
                        description="Fine-tune, pick the best epoch on dev, report test accuracy. "
                                    "The output folder gets checkpoint, config, history, metrics.")
-    p.add_argument("--model", default="minilm",
-                   help="minilm (offline), bert.small, bert.base, scratch, or a model folder")
-    data_args(p)
-    p.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
-    p.add_argument("--dev-size", type=_positive_int, help="random sample of dev pairs")
-    p.add_argument("--test-size", type=_positive_int, help="random sample of test pairs")
-    p.add_argument("--max-len", type=int, default=128, help="packed length limit (default 128)")
-    p.add_argument("--truncation", default="longest_first", help="pair truncation strategy")
-    p.add_argument("--preset", default="tuned", help="recipe: tuned (default) or book")
-    p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
-    p.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
-    p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
-    p.add_argument("--freeze-encoder", action="store_true", help="train only the MLP on <cls>")
-    p.add_argument("--pooling", default="auto", choices=["auto", "cls", "mean", "pair"],
-                   help="what the classifier reads: the <cls> state (the book), the mean of all "
-                   "token states, or 'pair': premise and hypothesis means compared; 'auto' "
-                   "(default): 'pair' for minilm, 'cls' for the book's BERTs")
+    recipe_args(p)
     p.add_argument("--output", required=True, help="folder for the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
-    precision_arg(p)
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser(
+        "pretrain", help="pretrain a small book-format BERT (MLM + NSP) on SNLI's train sentences",
+        description="Build the book's word vocabulary and masked-LM / next-sentence examples from "
+        "the train split's sentences only, pretrain a BERT of the preset's sizes, and write "
+        "OUTPUT/pretrained.zip in the book's format (vocab.json + pretrained.params), which "
+        "load_pretrained and --model read like bert.small. Resumable with --resume.")
+    p.add_argument("--output", required=True, help="folder for the checkpoint and the zip")
+    p.add_argument("--preset", default="quick", choices=list(PRETRAIN_PRESETS),
+                   help="sizes and steps: tiny (seconds), quick (default, CPU minutes), full (GPU)")
+    data_args(p)
+    p.add_argument("--steps", type=_positive_int, help="optimizer steps")
+    p.add_argument("--max-len", type=_positive_int, help="longest packed sentence pair")
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
+    p.add_argument("--min-freq", type=_positive_int, help="rarer words become <unk>")
+    p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
+        "compare", help="fine-tune a grid of variants x seeds and compare them with verdicts",
+        description="Every combination of the --vary values is fine-tuned once per seed (the "
+        "recipe options are the base; --seed picks the pairs, --seeds the training seeds); "
+        "finished runs are re-used and interrupted ones resumed when the command runs again. "
+        "Writes results and verdicts against the baseline (CSV and Markdown) to --output.")
+    recipe_args(p)
+    p.add_argument("--vary", action="append", required=True, metavar="NAME=V1,V2",
+                   help="a setting and its values, e.g. truncation=longest_first,ratio; "
+                   "repeat for more settings. Can vary: " + ", ".join(SETTINGS))
+    p.add_argument("--seeds", type=_seeds, default=(0,), help="training seeds, e.g. 0,1,2")
+    p.add_argument("--baseline", action="append", metavar="NAME=VALUE",
+                   help="the variant the others are compared with (default: first values)")
+    p.add_argument("--score-on", default="test", choices=["test", "dev"],
+                   help="the split the verdicts are computed on (default test; dev when the "
+                   "comparison chooses a setting and test must stay unseen)")
+    p.add_argument("--jobs", type=_positive_int,
+                   help="runs at once (default: one per GPU, else one per 4 CPU cores)")
+    p.add_argument("--output", required=True, help="folder for the grid's runs and tables")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("evaluate", help="accuracy of a fine-tuned run on a split")
     p.add_argument("--run", required=True, help="output folder of 'bertnli finetune'")
     data_args(p)
-    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--size", type=_positive_int, help="random sample of pairs")
     precision_arg(p)
     p.set_defaults(func=cmd_evaluate)
@@ -275,20 +453,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("truncation-report", help="how often each strategy truncates, per max_len")
     p.add_argument("--model", default="minilm", help="whose tokenizer counts the tokens")
     data_args(p)
-    p.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    p.add_argument("--split", default="dev", choices=SPLITS)
     p.add_argument("--size", type=_positive_int)
-    p.add_argument("--max-len", type=int, nargs="+", default=[16, 24, 32, 48, 64, 128])
-    p.add_argument("--strategies", nargs="+", help="default: all registered strategies")
+    p.add_argument("--max-len", type=_max_len, nargs="+", default=[16, 24, 32, 48, 64, 128])
+    p.add_argument("--strategies", nargs="+", type=_strategy_name, choices=list(STRATEGIES),
+                   help="default: all registered strategies")
     p.set_defaults(func=cmd_truncation_report)
 
     p = sub.add_parser("course", help="run every notebook and write executed copies and HTML")
-    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "full"])
+    p.add_argument("--profile", default="quick", choices=list(PROFILES))
     p.add_argument("--output", default="course_output")
     p.add_argument("--notebooks", nargs="+", help="only these notebooks (names or numbers)")
     p.add_argument("--model", default=None, help="override the profile's model")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--no-html", action="store_true")
+    p.add_argument("--keep-runs", action="store_true",
+                   help="keep the weights of every run (default: only the main run's)")
     precision_arg(p)
     p.set_defaults(func=cmd_course)
     return parser
@@ -302,9 +483,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bertnli: interrupted", file=sys.stderr)
         return 130
-    except (BertNLIError, FileNotFoundError, ValueError, RuntimeError) as err:
-        print(f"bertnli {args.command}: error: {err}", file=sys.stderr)
+    except (BertNLIError, OSError) as err:  # bad input; any other exception is a bug: traceback
+        print(f"bertnli {args.command}: error: {user_message(err)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def user_message(err: BaseException) -> str:
+    """What went wrong, naming the file: an OSError of the system's own says only
+    "[Errno 13] Permission denied: '/x'"; ours carry their whole message."""
+    if isinstance(err, OSError) and not isinstance(err, BertNLIError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        also = f" -> {err.filename2}" if err.filename2 else ""
+        return f"{err.strerror}{where}{also}"
+    return str(err)
 
 
 if __name__ == "__main__":

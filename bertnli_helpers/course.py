@@ -8,7 +8,6 @@ their key numbers with :func:`record`, which the course summary table reads back
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -20,11 +19,20 @@ from typing import Any
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 RESULTS_FILE = "results.json"
 OUTPUT_ENV = "BERTNLI_COURSE_OUTPUT"
+RUNS_DIR = "runs"
+MAIN_RUN_PREFIX = "main-"
+"""Run folders the course keeps whole: the main run (notebook 4) that notebooks 5 and 6, and a
+student re-opening them, analyse. The weights of every other run are dropped after the course
+unless ``keep_runs``: they are large (90 MB each for minilm) and only the course's own numbers,
+already recorded, came from them."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile:
-    """How much data and training each notebook uses (None: the whole split)."""
+    """How much data and training each notebook uses (None: the whole split).
+
+    Keyword fields only: eleven numbers in a row cannot be read, or reordered safely.
+    """
 
     name: str
     train_size: int | None
@@ -40,19 +48,27 @@ class Profile:
     model: str = "minilm"
     bigger_model: str = "minilm"  # the exercise's "bigger BERT" when bert.base is not at hand
     compare_batch_size: int = 32  # smaller batches give short comparison runs enough steps
+    compare_seeds: tuple[int, ...] = (0,)  # training seeds of each comparison (noise visible)
     precision: str = "auto"  # bf16 autocast where the device computes it natively (precision.py)
 
 
 PROFILES: dict[str, Profile] = {
     # CI: every cell runs on a few real pairs; numbers are not meaningful.
-    "tiny": Profile("tiny", 64, 64, 64, 1, 4, 48, 1, 2, 200, (16, 32)),
+    "tiny": Profile(name="tiny", train_size=64, dev_size=64, test_size=64, epochs=1, max_steps=4,
+                    compare_train_size=48, compare_epochs=1, compare_max_steps=2,
+                    analysis_size=200, max_lens=(16, 32)),
     # A CPU laptop: the whole course in about a quarter of an hour. Comparison runs take batches
     # of 16 so that one epoch of 1,000 pairs is 63 steps: enough for minilm to learn something.
-    "quick": Profile("quick", 2000, 1000, 2000, 2, None, 1000, 1, None, 3000, (16, 24, 32, 64),
-                     compare_batch_size=16),
+    "quick": Profile(name="quick", train_size=2000, dev_size=1000, test_size=2000, epochs=2,
+                     max_steps=None, compare_train_size=1000, compare_epochs=1,
+                     compare_max_steps=None, analysis_size=3000, max_lens=(16, 24, 32, 64),
+                     compare_batch_size=16, compare_seeds=(0, 1)),
     # A GPU and the whole corpus.
-    "full": Profile("full", None, None, None, 3, None, 50000, 1, None, None,
-                    (16, 24, 32, 48, 64, 128), bigger_model="bert.base"),
+    "full": Profile(name="full", train_size=None, dev_size=None, test_size=None, epochs=3,
+                    max_steps=None, compare_train_size=50000, compare_epochs=1,
+                    compare_max_steps=None, analysis_size=None,
+                    max_lens=(16, 24, 32, 48, 64, 128), bigger_model="bert.base",
+                    compare_seeds=(0, 1, 2)),
 }
 
 
@@ -115,14 +131,51 @@ def notebook_parameters(profile: str, output: Path, model: str | None, data_dir:
     return params
 
 
-def _to_html(executed: Path) -> Path:
-    import nbformat
-    from nbconvert import HTMLExporter
+def drop_run_weights(output: Path) -> list[Path]:
+    """Delete the weights and checkpoints of every run the course made (in ``runs/``, in grids,
+    anywhere under ``output``) but the main run's; their ``run.json``, metrics and history stay.
+    Returns the files removed."""
+    from .checkpoints import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    html = executed.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
-    return html
+    output = Path(output)
+    removed = []
+    for name in (BEST_WEIGHTS_FILE, CHECKPOINT_FILE):
+        for path in sorted(output.rglob(name)):
+            run = path.parent
+            if run.parent == output / RUNS_DIR and run.name.startswith(MAIN_RUN_PREFIX):
+                continue
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes in the files under ``folder``."""
+    return sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())
+
+
+def kernel_config() -> Any:
+    """The kernel manager's settings for running notebooks here.
+
+    On POSIX the kernel talks to papermill over local (IPC) sockets, which only this user can
+    open: nothing travels over TCP, and ipykernel has no reason to warn that it runs "over TCP
+    without encryption" once per notebook. Elsewhere (Windows has no IPC transport) TCP stays.
+    """
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
+
+
+def execute_notebook(notebook: Path, executed: Path, parameters: dict[str, Any],
+                     timeout: int = 3600) -> None:
+    """Run one notebook with papermill (parameters injected), writing the executed copy."""
+    import papermill
+
+    papermill.execute_notebook(
+        str(notebook), str(executed), parameters=parameters, cwd=str(notebook.parent),
+        kernel_name="python3", progress_bar=False, execution_timeout=timeout,
+        config=kernel_config(),
+    )
 
 
 def run_course(
@@ -134,34 +187,18 @@ def run_course(
     device: str | None = None,
     html: bool = True,
     timeout: int = 3600,
+    keep_runs: bool = False,
     precision: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Execute the notebooks in order with papermill; write executed copies (and HTML) to
-    ``output``; print and return a summary table. A failing notebook stops the course.
-
+    """Execute the notebooks in order with papermill; write executed copies, their HTML pages
+    and ``index.html`` to ``output``; print and return a summary table. A failing notebook stops
+    the course. Without ``keep_runs`` only the main run keeps its weights (see ``RUNS_DIR``).
     ``precision`` (fp32, bf16, fp16) replaces what ``"auto"`` picks in every notebook: training,
-    scoring and the widgets (through ``$BERTNLI_PRECISION``, which the kernels inherit)."""
-    from .precision import PRECISION_ENV
+    scoring and the widgets (through ``$BERTNLI_PRECISION``, which each kernel inherits)."""
+    from .precision import precision_override
+    from .site import index_page, notebook_page
 
-    get_profile(profile)
-    saved = os.environ.get(PRECISION_ENV)
-    if precision:
-        os.environ[PRECISION_ENV] = precision
-    try:
-        return _run_notebooks(profile, Path(output), notebooks, model, data_dir, device, html,
-                              timeout)
-    finally:
-        if saved is None:
-            os.environ.pop(PRECISION_ENV, None)
-        else:
-            os.environ[PRECISION_ENV] = saved
-
-
-def _run_notebooks(profile: str, output: Path, notebooks: list[str] | None, model: str | None,
-                   data_dir: str | None, device: str | None, html: bool,
-                   timeout: int) -> list[dict[str, Any]]:
-    import papermill
-
+    chosen = get_profile(profile)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     params = notebook_parameters(profile, output, model, data_dir, device)
@@ -172,23 +209,28 @@ def _run_notebooks(profile: str, output: Path, notebooks: list[str] | None, mode
         tick = time.perf_counter()
         status, error = "ok", ""
         try:
-            papermill.execute_notebook(
-                str(notebook), str(executed), parameters=params, cwd=str(notebook.parent),
-                kernel_name="python3", progress_bar=False, execution_timeout=timeout,
-            )
+            with precision_override(precision):
+                execute_notebook(notebook, executed, params, timeout)
         except Exception as err:  # report which notebook failed, then stop
             status, error = "failed", str(err).strip().splitlines()[-1][:200] if str(err) else ""
         seconds = time.perf_counter() - tick
         if html and executed.exists():
-            _to_html(executed)
+            notebook_page(executed)
         row = {"notebook": notebook.stem, "seconds": round(seconds, 1), "status": status,
                "key numbers": read_results(output).get(notebook.stem, {}), "error": error}
         summary.append(row)
         print(_summary_line(row), flush=True)
+        if html:
+            index_page(output, summary, profile=profile, model=model or chosen.model,
+                       format_value=_format)
         if status != "ok":
             break
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     print(summary_table(summary))
+    if not keep_runs:
+        removed = drop_run_weights(output)
+        print(f"removed {len(removed)} weight file(s) of comparison runs (--keep-runs keeps them)")
+    print(f"{output}: {folder_size(output) / 1e6:.0f} MB")
     return summary
 
 
@@ -212,10 +254,6 @@ def summary_table(summary: list[dict[str, Any]]) -> str:
     total = sum(row["seconds"] for row in summary)
     lines.append(f"| total | {total:.0f} | | |")
     return "\n".join(lines)
-
-
-def profile_dict(name: str) -> dict[str, Any]:
-    return dataclasses.asdict(get_profile(name))
 
 
 @dataclass
@@ -244,15 +282,12 @@ class NotebookContext:
 
         ``train_size="compare"`` gives the smaller train sample of the comparison runs.
         """
-        from .snli import read_records
+        from .snli import sample_splits
 
         size = {"profile": self.profile.train_size,
                 "compare": self.profile.compare_train_size}.get(train_size, train_size)
-        return (
-            read_records(self.data_dir, "train").sample(size, self.seed),
-            read_records(self.data_dir, "dev").sample(self.profile.dev_size, self.seed),
-            read_records(self.data_dir, "test").sample(self.profile.test_size, self.seed),
-        )
+        return sample_splits(self.data_dir, train_size=size, dev_size=self.profile.dev_size,
+                             test_size=self.profile.test_size, seed=self.seed)
 
     def train_config(self, preset_name: str = "tuned", *, compare: bool = False, **changes: Any):
         """A preset sized for the profile: its epochs and step cap, this device and seed."""
@@ -286,15 +321,58 @@ class NotebookContext:
 
         return BERTClassifier(bert, **{"pooling": self.pooling, **changes})
 
-    def main_run(self, callbacks: Sequence[Any] = ()):
+    def main_run(self, callbacks: Sequence[Any] = (), config: Any = None):
         """The course's main fine-tuning run (notebook 4), re-made only when missing or made with
-        other settings, so that notebooks 5 and 6 analyse the same model."""
+        other settings, so that notebooks 5 and 6 analyse the same model. ``config`` (default:
+        the tuned preset at the profile's size) may be changed, e.g. ``ctx.train_config(lr=3e-4)``:
+        the run's fingerprint then differs and it is trained again."""
         from .runs import finetune_run
 
         train, dev, test = self.splits()
-        folder = f"runs/main-{Path(self.model).name}-{self.profile.name}-seed{self.seed}"
+        folder = (f"{RUNS_DIR}/{MAIN_RUN_PREFIX}{Path(self.model).name}-{self.profile.name}"
+                  f"-seed{self.seed}")
         return finetune_run(self.path(folder), self.run_info(), train, dev, test,
-                            self.train_config(), callbacks=callbacks, keep_checkpoint=False)
+                            config or self.train_config(), callbacks=callbacks,
+                            keep_checkpoint=False)
+
+    def compare(self, name: str, vary: dict[str, Sequence[Any]], *, preset_name: str = "tuned",
+                seeds: Sequence[int] | None = None, baseline: dict[str, Any] | None = None,
+                info: dict[str, Any] | None = None, train_size: int | str | None = "compare",
+                score_on: str = "dev", only: Sequence[dict[str, Any]] | None = None,
+                **config_changes: Any):
+        """Fine-tune every variant of ``vary`` once per seed at the profile's comparison size,
+        and compare each with the baseline on the same pairs (``grids.run_grid``).
+
+        Verdicts are computed on dev by default: a comparison that chooses a setting must not
+        look at test. Finished runs are re-used, so running a cell again costs nothing. ``only``
+        runs the baseline and just the variants listed, each as the settings it changes (e.g.
+        ``[{"pooling": "cls"}, {"model": "scratch"}]``): several one-change comparisons that
+        share one baseline, instead of every combination.
+        """
+        from .grids import GridSpec, run_grid
+
+        size = {"profile": self.profile.train_size,
+                "compare": self.profile.compare_train_size}.get(train_size, train_size)
+        spec = GridSpec(self.run_info(**(info or {})),
+                        self.train_config(preset_name, compare=True, **config_changes),
+                        {key: tuple(values) for key, values in vary.items()},
+                        seeds=tuple(seeds if seeds is not None else self.profile.compare_seeds),
+                        baseline=baseline, train_size=size, dev_size=self.profile.dev_size,
+                        test_size=self.profile.test_size, data_seed=self.seed,
+                        data_dir=str(self.data_dir), score_on=score_on,
+                        only=tuple(only) if only is not None else None)
+        return run_grid(spec, self.path(f"grids/{name}-{self.profile.name}-seed{self.seed}"),
+                        jobs=1)
+
+
+def show_grid(result: Any) -> None:
+    """Display a grid's table and the sentences generated from its verdicts."""
+    from IPython.display import Markdown, display
+
+    from .grids import markdown_table
+
+    display(Markdown(markdown_table(result.table())))
+    display(Markdown("\n".join(f"- {sentence}" for sentence in result.sentences())))
 
 
 def setup_notebook(
@@ -310,7 +388,8 @@ def setup_notebook(
 ) -> NotebookContext:
     """Resolve a notebook's parameters: profile, model, SNLI folder, device, seed, outputs.
 
-    Says what it chose, so nothing is silently different from what the reader asked for.
+    Says what it chose, so nothing is silently different from what the reader asked for, and says
+    once that the train file is a sample (the SampleWarning is silenced for the notebook after).
     """
     import warnings
 
@@ -318,12 +397,13 @@ def setup_notebook(
 
     from .devices import resolve_device
     from .precision import describe_precision
-    from .snli import SampleWarning, resolve_data_dir
+    from .snli import SampleWarning, resolve_data_dir, train_sample_note
 
     chosen = get_profile(profile)
     folder = resolve_data_dir(data_dir)
     torch.manual_seed(seed)
-    warnings.simplefilter("once", SampleWarning)
+    note = train_sample_note(folder)
+    warnings.simplefilter("ignore", SampleWarning)  # said once below, not at every read
     ctx = NotebookContext(
         notebook=notebook,
         profile=chosen,
@@ -335,7 +415,10 @@ def setup_notebook(
         precision=precision or chosen.precision,
     )
     print(f"profile {chosen.name} | model {ctx.model} | device {ctx.device} | data {folder} | "
-          f"outputs {ctx.output}\n{describe_precision(ctx.precision, ctx.device)}")
+          f"outputs {ctx.output}")
+    print(describe_precision(ctx.precision, ctx.device))
+    if note:
+        print(note)
     return ctx
 
 

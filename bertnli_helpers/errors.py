@@ -7,6 +7,14 @@ class BertNLIError(Exception):
     """Base class for every error raised on purpose by bertnli_helpers."""
 
 
+class UsageError(BertNLIError):
+    """A command-line request that cannot be carried out as given."""
+
+
+class DeviceError(BertNLIError, RuntimeError):
+    """The device asked for is not available here (never silently replaced by another)."""
+
+
 class DownloadError(BertNLIError, OSError):
     """A resource could not be fetched (offline, server error, truncated transfer)."""
 
@@ -19,8 +27,23 @@ class UnsafeArchiveError(BertNLIError, ValueError):
     """An archive member would be written outside the extraction folder."""
 
 
+class UnknownResourceError(BertNLIError, KeyError):
+    """A resource name that is not in the hub's registry (and not a URL)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class DataFormatError(BertNLIError, ValueError):
     """A data file has a malformed line; the message names the file and the line number."""
+
+
+class VocabularyError(BertNLIError, ValueError):
+    """A vocabulary file is unusable (missing special tokens, wrong format)."""
+
+
+class PretrainedLoadError(BertNLIError, ValueError):
+    """A model name or folder cannot be loaded (unknown name, missing files, unsafe pickle)."""
 
 
 _SHOWN = 8
@@ -64,3 +87,27 @@ class InputTooLongError(BertNLIError, ValueError):
 
 class CheckpointError(BertNLIError, ValueError):
     """A checkpoint or run folder cannot be used (missing, unreadable, or from another setup)."""
+
+
+class D2LUnavailableError(BertNLIError, ImportError):
+    """The book's code (d2l) cannot be imported; the message says why and how to install it."""
+
+
+class GridError(BertNLIError, ValueError):
+    """A grid asks to vary something that cannot vary, or with values that do not parse."""
+
+
+class FolderLockedError(BertNLIError):
+    """Another process is writing into the same run folder (its pid is in the message)."""
+
+
+class EmptySplitError(BertNLIError, ValueError):
+    """A train, dev or test split has no usable pairs (an empty or all-'-' file)."""
+
+
+class SettingError(BertNLIError, ValueError):
+    """A setting that cannot be used as given (a recipe value, a preset name)."""
+
+
+class CorruptArchiveError(BertNLIError, ValueError):
+    """An archive that cannot be read to the end (truncated, or its sizes and data disagree)."""

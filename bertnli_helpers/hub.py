@@ -1,10 +1,11 @@
-"""Downloadable resources (SNLI, the book's BERT checkpoints): a verified cache, safe unpacking.
+"""Downloadable resources (SNLI, the book's BERT checkpoints): a verified cache, safe unzipping.
 
-The registry has the book's form (name -> URL, SHA-1). ``download()`` streams into a cache folder,
-verifies the SHA-1 before the file becomes visible (atomic rename), and re-uses a verified file
-without touching the network, so an offline machine works once the files are in place.
-``download_extract()`` unpacks an archive only after checking that no member can land outside the
-target folder. Every failure says which file, which URL, and how to supply the file by hand.
+The registry has the book's form (name -> URL, SHA-1); every resource is a zip. ``download()``
+streams into a cache folder, verifies the SHA-1 before the file becomes visible (atomic rename),
+and re-uses a verified file without touching the network, so an offline machine works once the
+files are in place. ``download_extract()`` unzips only after checking that no member can land
+outside the target folder. Every failure says which file, which URL, and how to supply the file
+by hand.
 """
 
 from __future__ import annotations
@@ -17,19 +18,24 @@ import os
 import posixpath
 import re
 import shutil
-import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterable
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from tqdm.auto import tqdm
-
-from .errors import BertNLIError, ChecksumError, DownloadError, UnsafeArchiveError
+from .errors import (
+    ChecksumError,
+    CorruptArchiveError,
+    DownloadError,
+    UnknownResourceError,
+    UnsafeArchiveError,
+)
+from .progress import progress_bar
 
 __all__ = [
     "CACHE_ENV",
@@ -37,7 +43,6 @@ __all__ = [
     "REGISTRY",
     "TIMEOUT",
     "Resource",
-    "UnknownResourceError",
     "cache_dir",
     "download",
     "download_extract",
@@ -61,7 +66,13 @@ CHUNK_SIZE = 1 << 20
 MARKER = ".bertnli-archive.sha1"
 """File written inside an extracted folder, holding the SHA-1 of the archive it came from."""
 
-_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar", ".zip")
+ARCHIVE_SUFFIX = ".zip"
+
+MAX_UNPACKED_BYTES = 8 << 30
+"""The most an archive may unpack to: 8 GiB (SNLI unpacks to ~0.5 GiB, bert.base to ~0.5 GiB)."""
+
+MAX_RATIO = 100
+"""The most an archive may unpack to per byte of its own size (SNLI: ~5; a zip bomb: ~1,000)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ class Resource:
 
     name: str
     url: str
-    sha1: str | None
+    sha1: str
     folder: str | None = None
 
     @property
@@ -79,22 +90,24 @@ class Resource:
         return _file_name(self.url)
 
 
-class UnknownResourceError(BertNLIError, KeyError):
-    """A resource name that is not in the registry (and not a URL)."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
+def _file_name(url: str) -> str:
+    name = urllib.parse.unquote(posixpath.basename(urllib.parse.urlsplit(url).path))
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(
+            f"cannot tell a file name from the URL {url!r} (its path has no last part)"
+        )
+    return name
 
 
 REGISTRY: dict[str, Resource] = {}
 
 
-def register(name: str, url: str, sha1: str | None, folder: str | None = None) -> Resource:
+def register(name: str, url: str, sha1: str, folder: str | None = None) -> Resource:
     """Add or replace a registry entry (e.g. to point a name at a mirror or a local server)."""
-    if sha1 is not None:
-        sha1 = sha1.lower()
-        if not re.fullmatch(r"[0-9a-f]{40}", sha1):
-            raise ValueError(f"sha1 for {name!r} must be 40 hexadecimal digits, got {sha1!r}")
+    sha1 = sha1.lower()
+    if not re.fullmatch(r"[0-9a-f]{40}", sha1):
+        raise ValueError(f"sha1 for {name!r} must be 40 hexadecimal digits, got {sha1!r}")
+    _file_name(url)  # a URL without a file name is refused here, not at download time
     entry = Resource(name=name, url=url, sha1=sha1, folder=folder)
     REGISTRY[name] = entry
     return entry
@@ -128,7 +141,7 @@ def resource(name: str) -> Resource:
         known = ", ".join(sorted(REGISTRY)) or "(none)"
         raise UnknownResourceError(
             f"unknown resource {name!r}; known resources: {known}. "
-            "Pass a URL instead, or add the resource with bertnli_helpers.hub.register()."
+            "Add it with bertnli_helpers.hub.register()."
         ) from None
 
 
@@ -136,6 +149,9 @@ def cache_dir() -> Path:
     """The download cache: ``$BERTNLI_CACHE_DIR``, else ``~/.cache/bertnli``; created on demand."""
     env = os.environ.get(CACHE_ENV)
     folder = Path(env).expanduser() if env else Path.home() / ".cache" / "bertnli"
+    if folder.exists() and not folder.is_dir():
+        raise DownloadError(f"the download cache {folder} is a file, not a folder: set "
+                            f"{CACHE_ENV} to a folder (or unset it for ~/.cache/bertnli)")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -153,137 +169,60 @@ def sha1_of(path: str | os.PathLike[str]) -> str:
 # download
 
 
-def _file_name(url: str) -> str:
-    name = urllib.parse.unquote(posixpath.basename(urllib.parse.urlsplit(url).path))
-    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise ValueError(
-            f"cannot tell a file name from the URL {url!r} (its path has no last part)"
-        )
-    return name
-
-
-def _resolve(name_or_url: str, sha1: str | None) -> Resource:
-    """A registered name, or a URL used as is; an explicit ``sha1`` overrides the registry's."""
-    if name_or_url in REGISTRY:
-        entry = REGISTRY[name_or_url]
-    elif "://" in name_or_url:
-        entry = Resource(name=name_or_url, url=name_or_url, sha1=None)
-    else:
-        entry = resource(name_or_url)  # raises the listing error
-    if sha1 is not None:
-        entry = Resource(entry.name, entry.url, sha1.lower(), entry.folder)
-    return entry
-
-
-def _by_hand(path: Path, sha1: str | None) -> str:
-    check = f"\n(its SHA-1 must be {sha1})" if sha1 else ""
+def _by_hand(path: Path, sha1: str) -> str:
     return (
         f"To supply the file by hand, download it on another machine and place it at\n"
-        f"  {path}{check}\n"
+        f"  {path}\n(its SHA-1 must be {sha1})\n"
         f"or set {CACHE_ENV} to a folder that holds a verified {path.name}."
     )
 
 
-def _content_length(response: http.client.HTTPResponse) -> int | None:
-    value = response.headers.get("Content-Length")
-    try:
-        length = int(value) if value is not None else None
-    except ValueError:
-        return None
-    return length if length is not None and length >= 0 else None
+class _TransferFailed(Exception):
+    """Why streaming a URL failed, in the words the DownloadError message uses."""
 
 
-def download(
-    name_or_url: str,
-    folder: str | os.PathLike[str] | None = None,
-    sha1: str | None = None,
-    *,
-    progress: bool = True,
-) -> Path:
-    """Fetch a resource (or a URL) into ``folder`` (default: the cache); return its path.
+def download(name: str, *, progress: bool = True) -> Path:
+    """Fetch a registered resource into the cache; return its path.
 
     A file already there whose SHA-1 matches is returned without any network access. Otherwise the
     file is streamed into a temporary file beside the target, hashed on the fly, checked for
     truncation and SHA-1, and only then renamed onto the target, so the target path only ever holds
     a complete, verified file. A cached file with the wrong SHA-1 is downloaded again; it is left
-    untouched if that download fails. Without a known SHA-1 (a bare URL, no ``sha1``) an existing
-    file is trusted as is.
+    untouched if that download fails.
     """
-    entry = _resolve(name_or_url, sha1)
+    entry = resource(name)
     url, expected = entry.url, entry.sha1
-    target_dir = Path(folder).expanduser() if folder is not None else cache_dir()
-    target_dir.mkdir(parents=True, exist_ok=True)
-    path = target_dir / _file_name(url)
+    target_dir = cache_dir()
+    path = target_dir / entry.file_name
 
     stale_note = ""
     if path.is_file():
-        if expected is None:
-            return path
         actual = sha1_of(path)
         if actual == expected:
             return path
         stale_note = (
             f"\nThe file already at {path} has SHA-1 {actual}, not {expected}; it was kept as is."
         )
-        log.warning(
-            "cached %s has SHA-1 %s, expected %s: downloading it again from %s",
-            path,
-            actual,
-            expected,
-            url,
-        )
-
-    def failed(reason: str) -> DownloadError:
-        return DownloadError(
-            f"could not download {path.name} from {url}: {reason}.\n"
-            "This machine may be offline, or the server may be unreachable.\n"
-            + _by_hand(path, expected)
-            + stale_note
-        )
+        log.warning("cached %s has SHA-1 %s, expected %s: downloading it again from %s",
+                    path, actual, expected, url)
 
     fd, tmp_name = tempfile.mkstemp(dir=target_dir, prefix=f".{path.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        digest = hashlib.sha1(usedforsecurity=False)
-        received, total = 0, None
         with os.fdopen(fd, "wb") as out:
-            request = urllib.request.Request(url, headers={"User-Agent": "bertnli-helpers"})
             try:
-                with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-                    total = _content_length(response)
-                    with tqdm(
-                        total=total,
-                        unit="B",
-                        unit_scale=True,
-                        unit_divisor=1024,
-                        desc=path.name,
-                        disable=not progress,
-                        leave=False,
-                    ) as bar:
-                        while chunk := response.read(CHUNK_SIZE):
-                            out.write(chunk)
-                            digest.update(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
-            except urllib.error.HTTPError as exc:
-                raise failed(f"the server answered HTTP {exc.code} {exc.reason}") from exc
-            except urllib.error.URLError as exc:
-                raise failed(f"{exc.reason}") from exc
-            except http.client.IncompleteRead as exc:
-                got = received + len(exc.partial)
-                expected_total = got + exc.expected if exc.expected is not None else "?"
-                raise failed(f"truncated: got {got} of {expected_total} bytes") from exc
-            except TimeoutError as exc:
-                raise failed(f"timed out after {TIMEOUT:g} s") from exc
-            except (OSError, http.client.HTTPException) as exc:
-                raise failed(f"{type(exc).__name__}: {exc}") from exc
+                actual = _stream(url, out, path.name, progress)
+            except _TransferFailed as exc:
+                raise DownloadError(
+                    f"could not download {path.name} from {url}: {exc}.\n"
+                    "This machine may be offline, or the server may be unreachable.\n"
+                    + _by_hand(path, expected)
+                    + stale_note
+                ) from exc.__cause__
             out.flush()
             os.fsync(out.fileno())
 
-        if total is not None and received < total:
-            raise failed(f"truncated: got {received} of {total} bytes")
-        actual = digest.hexdigest()
-        if expected is not None and actual != expected:
+        if actual != expected:
             raise ChecksumError(
                 f"SHA-1 mismatch for {path.name} downloaded from {url}:\n"
                 f"  expected {expected}\n"
@@ -299,18 +238,60 @@ def download(
     return path
 
 
+def _stream(url: str, out: BinaryIO, label: str, progress: bool) -> str:
+    """Copy the body at ``url`` into ``out`` with a progress bar; return its SHA-1.
+
+    Every way the transfer can fail (HTTP error, no connection, time-out, fewer bytes than the
+    server announced) becomes _TransferFailed saying which, chained to the original exception.
+    """
+    digest = hashlib.sha1(usedforsecurity=False)
+    received, total = 0, None
+    request = urllib.request.Request(url, headers={"User-Agent": "bertnli-helpers"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            total = _content_length(response)
+            with progress_bar(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
+                      disable=not progress, leave=False) as bar:
+                while chunk := response.read(CHUNK_SIZE):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except http.client.IncompleteRead as exc:
+        got = received + len(exc.partial)
+        announced = got + exc.expected if exc.expected is not None else "?"
+        raise _TransferFailed(f"truncated: got {got} of {announced} bytes") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise _TransferFailed(_failure_reason(exc)) from exc
+    if total is not None and received < total:
+        raise _TransferFailed(f"truncated: got {received} of {total} bytes")
+    return digest.hexdigest()
+
+
+def _failure_reason(exc: OSError | http.client.HTTPException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"the server answered HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {TIMEOUT:g} s"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _content_length(response: http.client.HTTPResponse) -> int | None:
+    """The size the server announces, to detect a cut transfer; None when it gives no usable one."""
+    value = response.headers.get("Content-Length", "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
 # --------------------------------------------------------------------------------------------
 # extraction
 
 
 def _archive_stem(name: str) -> str:
-    lower = name.lower()
-    for suffix in _ARCHIVE_SUFFIXES:
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    raise ValueError(
-        f"{name}: not a supported archive (expected one of {', '.join(_ARCHIVE_SUFFIXES)})"
-    )
+    if name.lower().endswith(ARCHIVE_SUFFIX) and len(name) > len(ARCHIVE_SUFFIX):
+        return name[: -len(ARCHIVE_SUFFIX)]
+    raise ValueError(f"{name}: not a supported archive (expected a {ARCHIVE_SUFFIX} file)")
 
 
 def _safe_parts(member: str, archive: Path) -> tuple[str, ...]:
@@ -336,68 +317,12 @@ def _safe_parts(member: str, archive: Path) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _walk_link(
-    member: str, start: tuple[str, ...], target: str, links: set[tuple[str, ...]], archive: Path
-) -> None:
-    """Walk a link target from ``start`` part by part; it must stay inside and avoid other links."""
-    raw = target.replace("\\", "/")
-    if raw.startswith("/") or re.match(r"^[A-Za-z]:", raw):
-        raise UnsafeArchiveError(
-            f"{archive}: link member {member!r} points to the absolute path {target!r}; "
-            "refusing to extract the archive"
-        )
-    parts = list(start)
-    for part in raw.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                raise UnsafeArchiveError(
-                    f"{archive}: link member {member!r} -> {target!r} points outside the target "
-                    "folder; refusing to extract the archive"
-                )
-            parts.pop()
-            continue
-        parts.append(part)
-        if tuple(parts) in links:
-            raise UnsafeArchiveError(
-                f"{archive}: link member {member!r} -> {target!r} goes through another symlink "
-                f"({'/'.join(parts)}); refusing to extract the archive"
-            )
-
-
-def _check_tar(archive: Path, members: Iterable[tarfile.TarInfo]) -> None:
-    members = list(members)
-    symlinks: set[tuple[str, ...]] = set()
-    for m in members:
-        if m.issym():
-            symlinks.add(_safe_parts(m.name, archive))
-    for m in members:
-        parts = _safe_parts(m.name, archive)
-        for i in range(1, len(parts)):
-            if parts[:i] in symlinks:
-                raise UnsafeArchiveError(
-                    f"{archive}: member {m.name!r} lies under the symlink {'/'.join(parts[:i])!r}; "
-                    "refusing to extract the archive"
-                )
-        if m.issym():
-            _walk_link(m.name, parts[:-1], m.linkname, symlinks, archive)
-        elif m.islnk():
-            _walk_link(m.name, (), m.linkname, symlinks, archive)
-        elif not (m.isfile() or m.isdir()):
-            raise UnsafeArchiveError(
-                f"{archive}: member {m.name!r} is a device or pipe, not a file, folder or link; "
-                "refusing to extract the archive"
-            )
-
-
-def _check_zip(archive: Path, infos: Iterable[zipfile.ZipInfo]) -> None:
-    for info in infos:
-        _safe_parts(info.filename, archive)
-
-
 def _extract_zip(zf: zipfile.ZipFile, archive: Path, dest: Path) -> None:
-    """Write each member at its checked, normalised path (zipfile itself would drop '..' parts)."""
+    """Write each member as a plain file or folder at its checked, normalised path.
+
+    zipfile itself would silently drop '..' parts; a member stored as a symbolic link is written
+    as a plain file holding the link's text, so no link is ever created or followed.
+    """
     for info in zf.infolist():
         parts = _safe_parts(info.filename, archive)
         if not parts:
@@ -424,53 +349,65 @@ def extract(
     *,
     sha1: str | None = None,
 ) -> Path:
-    """Unpack a .zip / .tar / .tar.gz / .tgz archive so that ``folder`` holds its members.
+    """Unzip ``archive`` so that ``folder`` holds its members.
 
-    Every member is checked before anything is written: absolute paths, ``..`` that escapes, and
-    (tar) links pointing outside or through other links raise UnsafeArchiveError naming the member.
-    Members are unpacked into a temporary folder beside ``folder`` that is renamed into place only
-    when complete, with a marker file recording the archive's SHA-1; a ``folder`` whose marker
-    matches is re-used as is. ``sha1`` is the archive's known SHA-1 (computed when not given).
+    Every member is checked before anything is written: an absolute path or a ``..`` that escapes
+    raises UnsafeArchiveError naming the member. Members are unpacked into a temporary folder beside
+    ``folder`` that is renamed into place only when complete, with a marker file recording the
+    archive's SHA-1; a ``folder`` whose marker matches is re-used as is. ``sha1`` is the archive's
+    known SHA-1 (computed when not given).
     """
     archive, folder = Path(archive), Path(folder)
     digest = (sha1 or sha1_of(archive)).lower()
     if folder.is_dir() and _read_marker(folder) == digest:
         return folder
-    lower = archive.name.lower()
-    is_zip = lower.endswith(".zip")
-    _archive_stem(archive.name)  # rejects unsupported formats with a clear message
+    _archive_stem(archive.name)  # rejects other formats with a clear message
     folder.parent.mkdir(parents=True, exist_ok=True)
-
-    if is_zip:
+    try:
         with zipfile.ZipFile(archive) as zf:
-            _check_zip(archive, zf.infolist())
-    else:
-        with tarfile.open(archive, "r:*") as tf:
-            _check_tar(archive, tf.getmembers())
+            for info in zf.infolist():
+                _safe_parts(info.filename, archive)
+            _check_unpacked_size(archive, sum(info.file_size for info in zf.infolist()))
+    except _UNREADABLE as exc:
+        raise _corrupt(archive, exc) from None
 
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".partial"))
     try:
-        if is_zip:
-            with zipfile.ZipFile(archive) as zf:
-                _extract_zip(zf, archive, tmp)
-        else:
-            with tarfile.open(archive, "r:*") as tf:
-                try:
-                    if hasattr(tarfile, "data_filter"):
-                        tf.extractall(tmp, filter="data")
-                    else:  # pragma: no cover - Python without the extraction filters
-                        tf.extractall(tmp)  # every member was checked above
-                except tarfile.FilterError as exc:
-                    raise UnsafeArchiveError(
-                        f"{archive}: member {exc.tarinfo.name!r} is unsafe ({exc}); "
-                        "refusing to extract the archive"
-                    ) from exc
+        with zipfile.ZipFile(archive) as zf:
+            _extract_zip(zf, archive, tmp)
         (tmp / MARKER).write_text(digest + "\n", encoding="ascii")
         _install(tmp, folder, digest)
+    except _UNREADABLE as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _corrupt(archive, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _check_unpacked_size(archive: Path, total: int) -> None:
+    """Refuse an archive that would unpack to more than :data:`MAX_UNPACKED_BYTES`, or to more
+    than :data:`MAX_RATIO` times its own size (a zip bomb), before anything is written. The sizes
+    are the archive's own: zipfile stops each member at its stated size and checks its CRC."""
+    size = max(archive.stat().st_size, 1)
+    mib = 1 << 20
+    if total > MAX_UNPACKED_BYTES:
+        raise UnsafeArchiveError(
+            f"{archive} would unpack to {total / mib:.1f} MiB, over the limit of "
+            f"{MAX_UNPACKED_BYTES / mib:.1f} MiB; refusing to extract the archive")
+    if total > MAX_RATIO * size:
+        raise UnsafeArchiveError(
+            f"{archive} would unpack to {total / mib:.1f} MiB, {total / size:,.0f} times its size "
+            f"(the limit is {MAX_RATIO}); refusing to extract what looks like a zip bomb")
+
+
+_UNREADABLE = (zipfile.BadZipFile, EOFError, zlib.error)
+
+
+def _corrupt(archive: Path, exc: BaseException) -> CorruptArchiveError:
+    return CorruptArchiveError(f"{archive} cannot be read to the end ({exc}): it is truncated "
+                               "or corrupt; delete it and download it again")
 
 
 def _install(tmp: Path, folder: Path, digest: str) -> None:
@@ -499,20 +436,19 @@ def _install(tmp: Path, folder: Path, digest: str) -> None:
             old.unlink(missing_ok=True)
 
 
-def download_extract(name: str, folder: str | None = None, *, progress: bool = True) -> Path:
-    """Download a registered archive, unpack it safely in the cache, and return its data folder.
+def download_extract(name: str, *, progress: bool = True) -> Path:
+    """Download a registered zip, unpack it safely in the cache, and return its data folder.
 
     The archive ``<cache>/<stem>.zip`` is unpacked into ``<cache>/<stem>/``; the result is the
-    resource's ``folder`` inside it (``folder`` overrides the registry's), or ``<cache>/<stem>/``
-    itself when neither names one. An unpacked folder whose marker matches the registered SHA-1 is
-    re-used without reading the archive or the network.
+    resource's ``folder`` inside it, or ``<cache>/<stem>/`` itself when it names none. An unpacked
+    folder whose marker matches the registered SHA-1 is re-used without reading the archive or the
+    network.
     """
-    entry = _resolve(name, None)
-    sub = folder if folder is not None else entry.folder
+    entry = resource(name)
+    sub = entry.folder
     dest = cache_dir() / _archive_stem(entry.file_name)
-    if entry.sha1 is None or not (dest.is_dir() and _read_marker(dest) == entry.sha1):
-        archive = download(name, progress=progress)
-        extract(archive, dest, sha1=entry.sha1)
+    if not (dest.is_dir() and _read_marker(dest) == entry.sha1):
+        extract(download(name, progress=progress), dest, sha1=entry.sha1)
     result = dest / sub if sub else dest
     if not result.is_dir():
         found = sorted(p.name for p in dest.iterdir() if p.name != MARKER)

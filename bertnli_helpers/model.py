@@ -26,6 +26,7 @@ SNLI pairs. Inference and every GPU keep SDPA and ``F.dropout``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputTooLongError
+from .inference import evaluating
 
 Flavour = Literal["book", "hf"]
 
@@ -132,6 +134,13 @@ def padding_mask(valid_lens: torch.Tensor | None, seq_len: int) -> torch.Tensor 
     if bool(keep.all()):
         return None
     return keep[:, None, None, :]
+
+
+def masked_mean(encoded: torch.Tensor, valid_lens: torch.Tensor | None) -> torch.Tensor:
+    """Mean pooling: each row's states ``(batch, seq, hidden)`` averaged over its first
+    ``valid_lens`` ``(batch,)`` positions (None: all), so padding never counts: ``(batch, hidden)``.
+    """
+    return _masked_mean(encoded, _valid_positions(encoded, valid_lens))
 
 
 class SelfAttention(nn.Module):
@@ -240,15 +249,13 @@ class BERTEncoder(nn.Module):
 
         Computed in eval mode (no dropout), whatever mode the model is in.
         """
-        was_training = self.training
-        self.eval()
-        mask = padding_mask(valid_lens, tokens.shape[1])
-        x = self.embed(tokens, segments)
         maps = []
-        for block in self.blocks:
-            x, weights = block(x, mask, need_weights=True)
-            maps.append(weights)
-        self.train(was_training)
+        with evaluating(self):
+            mask = padding_mask(valid_lens, tokens.shape[1])
+            x = self.embed(tokens, segments)
+            for block in self.blocks:
+                x, weights = block(x, mask, need_weights=True)
+                maps.append(weights)
         return torch.stack(maps)
 
 
@@ -288,22 +295,79 @@ class PretrainedBERT(nn.Module):
         return encoded, self.hidden(encoded[:, 0, :])
 
 
-POOLINGS = ("cls", "mean", "pair")
+class PoolingHead(nn.Module):
+    """Turns the encoder's states into the features the classifier's MLP reads.
+
+    ``forward(encoded, valid_lens, segments)`` takes the states ``(batch, seq, hidden)``, the valid
+    lengths ``(batch,)`` (None: nothing padded) and the segment ids ``(batch, seq)``, and returns
+    ``(batch, width)``. A head as wide as the encoder is read by the pretrained pooler; any other
+    width gets a new hidden layer in ``BERTClassifier``, since the pretrained one cannot read it.
+    """
+
+    vectors = 1  # how many hidden-size vectors the features are made of
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.width = self.vectors * hidden_size
+
+
+class CLSPooling(PoolingHead):
+    """The book's: the ``<cls>`` state, the one the pretrained pooler was trained to read."""
+
+    def forward(self, encoded: torch.Tensor, valid_lens: torch.Tensor | None,
+                segments: torch.Tensor | None) -> torch.Tensor:
+        return encoded[:, 0, :]
+
+
+class MeanPooling(PoolingHead):
+    """The mean of all valid token states, for encoders trained as sentence embedders with mean
+    pooling (such as MiniLM), whose ``<cls>`` state never learned to summarise."""
+
+    def forward(self, encoded: torch.Tensor, valid_lens: torch.Tensor | None,
+                segments: torch.Tensor | None) -> torch.Tensor:
+        return masked_mean(encoded, valid_lens)
+
+
+class PairPooling(PoolingHead):
+    """The mean of the premise's tokens ``u`` and of the hypothesis's ``v``, compared as
+    Sentence-BERT compares sentences: ``[u, v, |u - v|, u * v]``."""
+
+    vectors = 4
+
+    def forward(self, encoded: torch.Tensor, valid_lens: torch.Tensor | None,
+                segments: torch.Tensor | None) -> torch.Tensor:
+        if segments is None:
+            raise ValueError("pooling='pair' needs the segment ids to tell premise from hypothesis")
+        valid = _valid_positions(encoded, valid_lens)
+        u = _masked_mean(encoded, valid & (segments == 0))  # <cls> premise <sep>
+        v = _masked_mean(encoded, valid & (segments == 1))  # hypothesis <sep>
+        return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+
+
+# name -> head class (or any factory taking the encoder's hidden size); the CLI offers these names.
+POOLING_HEADS: dict[str, Callable[[int], PoolingHead]] = {
+    "cls": CLSPooling,
+    "mean": MeanPooling,
+    "pair": PairPooling,
+}
+
+
+def pooling_head(name: str, hidden_size: int) -> PoolingHead:
+    """The head registered as ``name``, built for an encoder of ``hidden_size``."""
+    if name not in POOLING_HEADS:
+        known = ", ".join(POOLING_HEADS)
+        raise ValueError(f"pooling must be one of the registered heads ({known}), not {name!r}")
+    return POOLING_HEADS[name](hidden_size)
 
 
 class BERTClassifier(nn.Module):
     """The book's NLI model: pretrained encoder and pooler, then a new ``Linear(hidden, 3)``.
 
     ``freeze_encoder=True`` keeps the encoder's weights fixed and trains only the MLP on top,
-    the cheap baseline that full fine-tuning is compared against. ``pooling`` picks the vector
-    the MLP classifies:
-
-    * ``"cls"`` (the book): the ``<cls>`` state, through the pretrained pooler;
-    * ``"mean"``: the mean of all valid token states, for encoders trained as sentence embedders
-      with mean pooling (such as MiniLM), whose ``<cls>`` state never learned to summarise;
-    * ``"pair"``: the mean of the premise's tokens ``u`` and of the hypothesis's ``v``, compared
-      as Sentence-BERT compares sentences, ``[u, v, |u - v|, u * v]``, through a new
-      ``Linear(4 * hidden, hidden)`` + Tanh (the pretrained pooler has the wrong input size).
+    the cheap baseline that full fine-tuning is compared against. ``pooling`` names the head in
+    ``POOLING_HEADS`` that makes the features the MLP classifies: ``"cls"`` (the book's),
+    ``"mean"`` or ``"pair"``. A head wider than the encoder (``"pair"``: ``4 * hidden``) is read
+    by a new ``Linear(width, hidden)`` + Tanh instead of the pretrained pooler.
     """
 
     def __init__(
@@ -312,20 +376,15 @@ class BERTClassifier(nn.Module):
         num_classes: int = 3,
         *,
         freeze_encoder: bool = False,
-        pooling: Literal["cls", "mean", "pair"] = "cls",
+        pooling: str = "cls",
     ) -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+        hidden_size = bert.config.hidden_size
         self.config = bert.config
         self.pooling = pooling
         self.encoder = bert.encoder
-        hidden_size = bert.config.hidden_size
-        if pooling == "pair":
-            self.hidden = nn.Sequential(nn.Linear(4 * hidden_size, hidden_size), nn.Tanh())
-            init_bert_weights(self.hidden[0])
-        else:
-            self.hidden = bert.hidden
+        self.pooling_head = pooling_head(pooling, hidden_size)
+        self.hidden = _pooler_for(bert, self.pooling_head.width)
         self.output = nn.Linear(hidden_size, num_classes)
         init_bert_weights(self.output)
         if freeze_encoder:
@@ -337,19 +396,8 @@ class BERTClassifier(nn.Module):
         valid_lens: torch.Tensor | None,
         segments: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The vector the MLP classifies (see the class docstring)."""
-        if self.pooling == "cls":
-            return encoded[:, 0, :]
-        positions = torch.arange(encoded.shape[1], device=encoded.device)[None, :]
-        valid = (positions < valid_lens[:, None] if valid_lens is not None
-                 else torch.ones(encoded.shape[:2], dtype=torch.bool, device=encoded.device))
-        if self.pooling == "mean":
-            return _masked_mean(encoded, valid)
-        if segments is None:
-            raise ValueError("pooling='pair' needs the segment ids to tell premise from hypothesis")
-        u = _masked_mean(encoded, valid & (segments == 0))  # <cls> premise <sep>
-        v = _masked_mean(encoded, valid & (segments == 1))  # hypothesis <sep>
-        return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+        """The features the MLP classifies (see ``POOLING_HEADS``)."""
+        return self.pooling_head(encoded, valid_lens, segments)
 
     @property
     def encoder_frozen(self) -> bool:
@@ -361,6 +409,24 @@ class BERTClassifier(nn.Module):
         tokens, segments, valid_lens = inputs
         encoded = self.encoder(tokens, segments, valid_lens)
         return self.output(self.hidden(self.pool(encoded, valid_lens, segments)))
+
+
+def _pooler_for(bert: PretrainedBERT, width: int) -> nn.Module:
+    """The pretrained pooler when it can read ``width`` features, else a new Linear + Tanh."""
+    hidden_size = bert.config.hidden_size
+    if width == hidden_size:
+        return bert.hidden
+    pooler = nn.Sequential(nn.Linear(width, hidden_size), nn.Tanh())
+    init_bert_weights(pooler[0])
+    return pooler
+
+
+def _valid_positions(encoded: torch.Tensor, valid_lens: torch.Tensor | None) -> torch.Tensor:
+    """``(batch, seq)``, True at the positions that are not padding."""
+    if valid_lens is None:
+        return torch.ones(encoded.shape[:2], dtype=torch.bool, device=encoded.device)
+    positions = torch.arange(encoded.shape[1], device=encoded.device)[None, :]
+    return positions < valid_lens[:, None]
 
 
 def _masked_mean(encoded: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

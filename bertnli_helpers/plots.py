@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .snli import LABEL_NAMES
+from .truncation import SPECIAL_TOKENS_PER_PAIR
 
 
 def training_curves(history: Sequence[dict[str, float]], title: str | None = None) -> Figure:
@@ -40,6 +41,26 @@ def training_curves(history: Sequence[dict[str, float]], title: str | None = Non
 
 
 # -- data ---------------------------------------------------------------------------------------
+def pretraining_curves(history: Sequence[dict[str, float]], title: str | None = None) -> Figure:
+    """The two pretraining losses (left) and accuracies (right) against the step, from
+    ``pretraining.pretrain``'s history."""
+    steps = [r["step"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for task in ("mlm", "nsp"):
+        ax_loss.plot(steps, [r[f"{task}_loss"] for r in history], label=f"{task.upper()} loss")
+        ax_acc.plot(steps, [r[f"{task}_accuracy"] for r in history],
+                    label=f"{task.upper()} accuracy")
+    ax_loss.set(xlabel="step", ylabel="cross-entropy", title="loss (training batches)")
+    ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy (training batches)", ylim=(0, 1))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def length_histograms(
     premise: Sequence[int] | np.ndarray,
     hypothesis: Sequence[int] | np.ndarray,
@@ -51,12 +72,14 @@ def length_histograms(
 ) -> Figure:
     """Token lengths of premises, hypotheses and packed pairs, side by side.
 
-    ``packed`` defaults to the untruncated packed length (premise + hypothesis + 3), the number
-    that ``max_len`` is compared with; ``max_len`` draws that limit on the packed panel and says
-    how many pairs exceed it.
+    ``packed`` defaults to the untruncated packed length (premise + hypothesis + the special
+    tokens), the number that ``max_len`` is compared with; ``max_len`` draws that limit on the
+    packed panel and says how many pairs exceed it.
     """
     premise, hypothesis = np.asarray(premise), np.asarray(hypothesis)
-    packed = premise + hypothesis + 3 if packed is None else np.asarray(packed)
+    if packed is None:
+        packed = premise + hypothesis + SPECIAL_TOKENS_PER_PAIR
+    packed = np.asarray(packed)
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     panels = (("premise", premise, "C0"), ("hypothesis", hypothesis, "C1"),
               ("packed pair", packed, "C2"))

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+
+from .errors import SettingError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PRECISION_ENV = "BERTNLI_PRECISION"
@@ -62,7 +66,7 @@ def native_bf16_features() -> list[str]:
 
 def _check(precision: str) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        raise SettingError(f"precision must be one of {PRECISIONS}, not {precision!r}")
 
 
 def _environment_choice() -> str | None:
@@ -70,7 +74,7 @@ def _environment_choice() -> str | None:
     if not chosen or chosen == "auto":
         return None
     if chosen not in _DTYPES:
-        raise ValueError(f"${PRECISION_ENV} must be one of fp32, bf16, fp16 or auto, "
+        raise SettingError(f"${PRECISION_ENV} must be one of fp32, bf16, fp16 or auto, "
                          f"not {chosen!r}")
     return chosen
 
@@ -81,7 +85,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         precision = _environment_choice() or _hardware_choice(device)
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 autocast needs a CUDA device; on the CPU use precision='bf16'")
+        raise SettingError("fp16 autocast needs a CUDA device; on the CPU use precision='bf16'")
     return precision
 
 
@@ -113,6 +117,25 @@ def describe_precision(precision: str, device: torch.device) -> str:
         reason = f"auto on {device.type}"
     what = "fp32" if chosen == "fp32" else f"{chosen} autocast, fp32 weights"
     return f"precision {chosen} ({what}; {reason})"
+
+
+@contextmanager
+def precision_override(precision: str | None) -> Iterator[None]:
+    """``$BERTNLI_PRECISION`` set to ``precision`` inside the block (nothing when None), so that
+    processes started there (notebook kernels) resolve ``"auto"`` to it; restored after."""
+    if not precision or precision == "auto":
+        yield
+        return
+    _check(precision)
+    saved = os.environ.get(PRECISION_ENV)
+    os.environ[PRECISION_ENV] = precision
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(PRECISION_ENV, None)
+        else:
+            os.environ[PRECISION_ENV] = saved
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

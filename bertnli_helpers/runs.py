@@ -5,7 +5,8 @@ classifier settings; with ``best_model.pt`` beside it, ``load_finetuned(folder)`
 fine-tuned classifier and its tokenizer. Notebook 5 analyses what notebook 4 trained this way,
 and ``bertnli evaluate`` / ``predict`` use the same function.
 
-``run_inputs.json`` records everything that decided the run: the ``RunInfo`` as asked, the
+``run_inputs.json`` records everything that decided the run: the ``RunInfo`` as asked, how the
+pairs were encoded (the ``encode`` function: whole pairs, or hypotheses only), the
 ``TrainConfig`` (but its ``device``) and a fingerprint of the train, dev and test pairs.
 ``finetune_run(reuse=True)`` loads a finished run only when all of them match the call's.
 """
@@ -13,10 +14,11 @@ and ``bertnli evaluate`` / ``predict`` use the same function.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +33,15 @@ from .checkpoints import (
 )
 from .data import SNLIBERTDataset, pairs_fingerprint
 from .devices import resolve_device
-from .errors import CheckpointError
-from .files import atomic_write_json
+from .errors import CheckpointError, EmptySplitError, InputTooLongError
+from .files import atomic_write_json, run_folder_lock
 from .inference import evaluate
-from .model import BERTClassifier, BertConfig
+from .model import BERTClassifier
 from .precision import resolve_precision
-from .pretrained import load_pretrained
+from .pretrained import load_for_run
 from .snli import SNLISplit
 from .tokenization import TextTokenizer
-from .train import Callback, TrainConfig, fine_tune
+from .train import Callback, TrainConfig, check_resumable, fine_tune
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -57,9 +59,8 @@ class RunInfo:
     max_len: int = 128
     truncation: str = "longest_first"
     freeze_encoder: bool = False
-    pooling: str = "cls"  # what the MLP classifies: "cls" (the book) or "mean" of the tokens
-    model_config: dict[str, Any] | None = None  # for "scratch" models
-    extra: dict[str, Any] = field(default_factory=dict)
+    pooling: str = "cls"  # what the MLP classifies: a name in model.POOLING_HEADS
+    model_config: dict[str, Any] | None = None  # sizes of a model only the run holds ("scratch")
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / RUN_FILE
@@ -74,7 +75,33 @@ class RunInfo:
                 f"{folder} is not a fine-tuning run folder (no {RUN_FILE}); "
                 "pass the --output folder of 'bertnli finetune' or of notebook 4"
             )
-        return cls(**json.loads(path.read_text()))
+        fields = read_json(path)
+        if isinstance(fields, dict):
+            fields.pop("extra", None)  # an empty field older versions wrote and nothing read
+        return cls.from_dict(fields, path)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path) -> RunInfo:
+        """The run's settings as ``run.json`` stores them; anything else names the file."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(raw, dict) or "model" not in raw:
+            raise CheckpointError(f"{source} does not describe a run (no 'model' setting)")
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise CheckpointError(f"{source} has settings this version does not know: "
+                                  f"{', '.join(unknown)} (made by a newer bertnli, or edited?)")
+        return cls(**raw)
+
+
+def read_json(path: Path) -> Any:
+    """A run folder's JSON file; bad JSON is an error that names the file and the line."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path} is not UTF-8 text ({err.reason})") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}, line {err.lineno}: not valid JSON ({err.msg}, column "
+                              f"{err.colno}); restore the file or run again") from None
 
 
 def is_finished_run(folder: str | Path) -> bool:
@@ -86,9 +113,7 @@ def build_classifier(
     info: RunInfo, device: str | torch.device | None = "cpu"
 ) -> tuple[BERTClassifier, TextTokenizer]:
     """The untrained classifier a run started from (pretrained encoder, new output layer)."""
-    config = BertConfig(**info.model_config) if info.model == "scratch" and info.model_config \
-        else None
-    bert, tokenizer = load_pretrained(info.model, config=config, device="cpu")
+    bert, tokenizer, _ = load_for_run(info.model, info.model_config)
     net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
     return net.to(resolve_device(device)), tokenizer
 
@@ -105,7 +130,7 @@ def load_finetuned(
 
 def write_metrics(folder: str | Path, metrics: dict[str, Any]) -> Path:
     path = Path(folder) / METRICS_FILE
-    existing = json.loads(path.read_text()) if path.exists() else {}
+    existing = read_json(path) if path.exists() else {}
     existing.update(metrics)
     atomic_write_json(path, existing)
     return path
@@ -120,14 +145,36 @@ def split_fingerprint(split: SNLISplit | None) -> dict[str, Any] | None:
     return {"pairs": len(split), "sha1": digest.hexdigest()[:16]}
 
 
+Encode = Callable[..., SNLIBERTDataset]
+"""How a run turns pairs into a dataset: ``encode(pairs, tokenizer, max_len, truncation)``, as
+``SNLIBERTDataset`` (the whole pair) or ``analysis.hypothesis_only_dataset`` (premises emptied)."""
+
+
+def encoding_name(encode: Encode) -> str:
+    """The importable name of ``encode``, which a run's fingerprint records: two runs that encode
+    their pairs differently (whole pairs, hypotheses only) are different runs."""
+    module = getattr(encode, "__module__", None)
+    qualname = getattr(encode, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise ValueError(
+            f"encode must be a module-level function or class (not {encode!r}): a run's "
+            "fingerprint records its name, so that a changed encoding is never re-used"
+        )
+    return f"{module}.{qualname}"
+
+
+DEFAULT_ENCODING = encoding_name(SNLIBERTDataset)
+
+
 def run_inputs(info: RunInfo, train: SNLISplit, dev: SNLISplit, test: SNLISplit | None,
-               config: TrainConfig) -> dict[str, Any]:
+               config: TrainConfig, encode: Encode = SNLIBERTDataset) -> dict[str, Any]:
     """What decides a run's result, as ``run_inputs.json`` stores it (``device`` left out,
     ``precision`` as it resolves here: "auto" is bf16 on one machine and fp32 on another)."""
     train_config = dataclasses.asdict(config)
     device = resolve_device(train_config.pop("device"))
     train_config["precision"] = resolve_precision(config.precision, device)
-    inputs = {"info": dataclasses.asdict(info), "train_config": train_config,
+    inputs = {"info": {**dataclasses.asdict(info), "encode": encoding_name(encode)},
+              "train_config": train_config,
               "data": {name: split_fingerprint(split)
                        for name, split in (("train", train), ("dev", dev), ("test", test))}}
     return json.loads(json.dumps(inputs))  # compared with what JSON gives back
@@ -136,9 +183,21 @@ def run_inputs(info: RunInfo, train: SNLISplit, dev: SNLISplit, test: SNLISplit 
 def saved_inputs(folder: str | Path) -> dict[str, Any] | None:
     """The ``run_inputs.json`` of a run folder; None when missing or unreadable (old runs)."""
     try:
-        return json.loads((Path(folder) / INPUTS_FILE).read_text())
+        saved = json.loads((Path(folder) / INPUTS_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return _in_current_form(saved)
+
+
+def _in_current_form(saved: Any) -> Any:
+    """Inputs saved by older versions, as this one writes them, so their runs are still re-used:
+    those had an empty ``info.extra`` and always encoded whole pairs."""
+    info = saved.get("info") if isinstance(saved, dict) else None
+    if isinstance(info, dict):
+        if info.get("extra") == {}:
+            del info["extra"]
+        info.setdefault("encode", DEFAULT_ENCODING)
+    return saved
 
 
 def _differences(saved: dict[str, Any] | None, wanted: dict[str, Any],
@@ -155,6 +214,23 @@ def _differences(saved: dict[str, Any] | None, wanted: dict[str, Any],
         found += [f"{part}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
                   for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     return found
+
+
+def check_splits(train: SNLISplit, dev: SNLISplit, test: SNLISplit | None) -> None:
+    """Every split given must hold pairs: a run on none reports nothing true."""
+    for name, split in (("train", train), ("dev", dev), ("test", test)):
+        if split is not None and len(split) == 0:
+            raise EmptySplitError(
+                f"the {name} split ({split.path}) has no usable pairs (an empty file, or only "
+                "pairs without a gold label): point the data folder at a complete SNLI file")
+
+
+def check_max_len(info: RunInfo, bert: Any) -> None:
+    """Refuse a ``max_len`` the model has no positions for before any pair is encoded."""
+    limit = bert.config.max_len
+    if info.max_len > limit:
+        raise InputTooLongError(f"max_len={info.max_len} is longer than model {info.model}'s "
+                                f"{limit} positions: use a max_len of at most {limit}")
 
 
 def _clear_run_files(folder: Path) -> None:
@@ -177,6 +253,16 @@ class RunOutcome:
     folder: Path
 
 
+def _holding_its_folder(function: Callable[..., RunOutcome]) -> Callable[..., RunOutcome]:
+    """Run ``function(folder, ...)`` as the folder's only writer (see ``run_folder_lock``)."""
+    @functools.wraps(function)
+    def locked(folder: str | Path, *args: Any, **kwargs: Any) -> RunOutcome:
+        with run_folder_lock(folder):
+            return function(folder, *args, **kwargs)
+    return locked
+
+
+@_holding_its_folder
 def finetune_run(
     folder: str | Path,
     info: RunInfo,
@@ -189,6 +275,7 @@ def finetune_run(
     resume: bool = False,
     reuse: bool = True,
     keep_checkpoint: bool = True,
+    encode: Encode = SNLIBERTDataset,
 ) -> RunOutcome:
     """Fine-tune ``info.model`` into ``folder`` and evaluate it on test.
 
@@ -196,11 +283,16 @@ def finetune_run(
     runs), but only when it was made with the same ``info``, ``config`` (its ``device`` aside) and
     train/dev/test pairs; any other run there (or one too old to say) is replaced by a new one.
     ``resume`` continues an interrupted run from its ``checkpoint.pt``; its pairs and ``info`` must
-    be this call's. ``keep_checkpoint=False`` deletes that (large) resumable checkpoint once the
-    run is finished; ``best_model.pt`` stays, which is all ``load_finetuned`` needs.
+    be this call's, and so must its recipe. ``keep_checkpoint=False`` deletes that (large)
+    resumable checkpoint once the run is finished; ``best_model.pt`` stays, which is all
+    ``load_finetuned`` needs. The folder is locked for the call: a second writer is refused at
+    once with the holder's pid. ``encode`` makes the datasets from the pairs (see ``Encode``): a
+    hypothesis-only run passes ``analysis.hypothesis_only_dataset``, and its fingerprint says so.
     """
     folder = Path(folder)
-    wanted = run_inputs(info, train, dev, test, config)
+    check_splits(train, dev, test)
+    resolve_device(config.device)  # an unavailable device: refused before anything is written
+    wanted = run_inputs(info, train, dev, test, config, encode)
     saved = saved_inputs(folder)
     finished = is_finished_run(folder) and (folder / METRICS_FILE).exists()
     if reuse and finished and not _differences(saved, wanted):
@@ -218,25 +310,22 @@ def finetune_run(
         if differ:
             raise CheckpointError(f"cannot resume the run in {folder}: it was made with other "
                                   f"settings or pairs ({'; '.join(differ)})")
-    if not resume:
-        _clear_run_files(folder)  # no stale checkpoint, best weights or metrics survive
-    info = dataclasses.replace(info, extra=dict(info.extra))  # the caller's stays as asked
-    config_model = None
-    if info.model == "scratch" and info.model_config:
-        config_model = BertConfig(**info.model_config)
-    bert, tokenizer = load_pretrained(info.model, config=config_model, device="cpu",
-                                      seed=config.seed)
+        if isinstance(saved.get("train_config"), dict):
+            check_resumable(saved["train_config"], config, folder / INPUTS_FILE)
+    info = dataclasses.replace(info)  # a copy: the caller's stays as asked
+    bert, tokenizer, info.model_config = load_for_run(info.model, info.model_config,
+                                                      seed=config.seed)
     torch.manual_seed(config.seed)  # the new output layer starts the same in every run
     net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
-    if info.model == "scratch":
-        info.model_config = bert.config.to_dict()
-    encode = {"max_len": info.max_len, "truncation": info.truncation}
-    train_set = SNLIBERTDataset(train, tokenizer, **encode)
-    dev_set = SNLIBERTDataset(dev, tokenizer, **encode)
+    check_max_len(info, bert)
+    if not resume:
+        _clear_run_files(folder)  # no stale checkpoint, best weights or metrics survive
+    encoding = {"max_len": info.max_len, "truncation": info.truncation}
+    train_set = encode(train, tokenizer, **encoding)
+    dev_set = encode(dev, tokenizer, **encoding)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / INPUTS_FILE, wanted)  # before training,
-    # so that resuming an interrupted run can check it continues the same one
-    result = fine_tune(net, train_set, dev_set, config, callbacks=callbacks, output_dir=folder,
+    result = fine_tune(net, train_set, dev_set, config, output_dir=folder,
+                       callbacks=[_RecordInputs(folder / INPUTS_FILE, wanted), *callbacks],
                        resume_from=folder if resume else None)
     metrics: dict[str, Any] = {
         "model": info.model,
@@ -249,7 +338,7 @@ def finetune_run(
                                  if "examples_per_s" in r]),
     }
     if test is not None:
-        test_metrics = evaluate(net, SNLIBERTDataset(test, tokenizer, **encode),
+        test_metrics = evaluate(net, encode(test, tokenizer, **encoding),
                                 precision=config.precision)
         metrics.update(test_accuracy=test_metrics["accuracy"], test_loss=test_metrics["loss"])
     info.save(folder)
@@ -258,6 +347,19 @@ def finetune_run(
         (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
     return RunOutcome(net.eval(), tokenizer, metrics, result.history, reused=False, info=info,
                       folder=folder)
+
+
+class _RecordInputs(Callback):
+    """Writes ``run_inputs.json`` as training begins: after a resume was accepted (a refused one
+    leaves the folder as it was) and before the first step, so that resuming an interrupted run
+    can check it continues the same one."""
+
+    def __init__(self, path: Path, inputs: dict[str, Any]) -> None:
+        self.path, self.inputs = path, inputs
+
+    def on_train_begin(self, state) -> None:
+        if state.is_main:
+            atomic_write_json(self.path, self.inputs)
 
 
 def _mean(values: list[float]) -> float:

@@ -1,20 +1,31 @@
-"""Shared fixtures: the real SNLI folder, a local HTTP server, the book's d2l code as oracle."""
+"""Shared fixtures: the real SNLI folder, a local HTTP server, the book's d2l code as oracle.
+
+Test modules also import the tiny model size from here (``from conftest import TINY``).
+"""
 
 from __future__ import annotations
 
 import functools
 import http.server
 import os
-import sys
 import threading
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bertnli_helpers.book import import_d2l
+from bertnli_helpers.snli import read_snli
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_SNLI = REPO_ROOT.parent / "shared" / "data" / "snli"
+
+TINY = dict(vocab_size=30522, hidden_size=32, num_layers=1, num_heads=2, ffn_size=64, max_len=64,
+            flavour="hf")
+"""Keyword arguments of ``BertConfig`` for a scratch BERT small enough to train in seconds."""
+
+DEV_PAIRS = 3_000
+"""Real dev pairs in ``dev_book`` / ``dev_raw``: enough for parity, quick to tokenize."""
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +38,20 @@ def snli_dir() -> Path:
             "snli_1.0_{train,dev,test}.jsonl.gz (the shared copy lives in ../shared/data/snli)"
         )
     return folder
+
+
+@pytest.fixture(scope="session")
+def dev_book(snli_dir: Path) -> tuple[list[str], list[str], list[int]]:
+    """The first ``DEV_PAIRS`` dev pairs, as the book reads them (binary-parse text)."""
+    premises, hypotheses, labels = read_snli(snli_dir, "dev", text="book")
+    return premises[:DEV_PAIRS], hypotheses[:DEV_PAIRS], labels[:DEV_PAIRS]
+
+
+@pytest.fixture(scope="session")
+def dev_raw(snli_dir: Path) -> tuple[list[str], list[str], list[int]]:
+    """The first ``DEV_PAIRS`` dev pairs as the annotators wrote them (for WordPiece)."""
+    premises, hypotheses, labels = read_snli(snli_dir, "dev", text="raw")
+    return premises[:DEV_PAIRS], hypotheses[:DEV_PAIRS], labels[:DEV_PAIRS]
 
 
 @pytest.fixture(autouse=True)
@@ -76,22 +101,16 @@ def http_server(tmp_path: Path) -> Iterator[LocalServer]:
 
 @pytest.fixture(scope="session")
 def d2l():
-    """The book's own PyTorch code (d2l 1.0.3), the executable reference for parity tests.
+    """The book's own PyTorch code (d2l 1.0.3), the executable reference for parity tests."""
+    return import_d2l()
 
-    d2l imports torchvision at module level but its BERT and SNLI code never use it, so an empty
-    stand-in module is provided when torchvision is not installed.
-    """
-    stubbed = []
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("torchvision")
-        stub.transforms = types.ModuleType("torchvision.transforms")
-        stubbed = ["torchvision", "torchvision.transforms"]
-        sys.modules.update(dict(zip(stubbed, [stub, stub.transforms])))
-    try:
-        from d2l import torch as d2l_torch
-    finally:
-        for name in stubbed:  # other libraries (transformers) must not see the stand-in
-            sys.modules.pop(name, None)
-    return d2l_torch
+
+@pytest.fixture(scope="session")
+def tiny_course(snli_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The whole course run once in the tiny profile (real SNLI, a real kernel): its output folder
+    and summary, shared by the notebook tests and the browser tests of its pages."""
+    from bertnli_helpers.course import run_course
+
+    out = tmp_path_factory.mktemp("course")
+    summary = run_course(profile="tiny", output=out, data_dir=str(snli_dir), device="cpu")
+    return out, summary

@@ -20,8 +20,8 @@ from bertnli_helpers.pretrained import load_pretrained
 from bertnli_helpers.snli import LABEL_NAMES, SampleWarning, read_records
 from bertnli_helpers.train import TrainConfig, fine_tune
 
-TINY = {"vocab_size": 30522, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
-        "ffn_size": 64, "max_len": 64, "flavour": "hf"}
+from conftest import TINY
+
 DEV_MAX_LEN = 24  # short enough that about half of the dev pairs are truncated
 
 

@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from bertnli_helpers.errors import InputTooLongError
-from bertnli_helpers.model import BERTClassifier, BertConfig, PretrainedBERT, count_parameters
+from bertnli_helpers.model import (
+    POOLING_HEADS,
+    BERTClassifier,
+    BertConfig,
+    PoolingHead,
+    PretrainedBERT,
+    count_parameters,
+    masked_mean,
+)
 
 
 def tiny(flavour: str) -> PretrainedBERT:
@@ -117,3 +125,55 @@ def test_pair_pooling_compares_the_premise_and_hypothesis_means():
     torch.testing.assert_close(net((tokens, segments, valid))[:1], alone, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="segment ids"):
         net.pool(encoded, valid)
+
+
+def test_masked_mean_is_the_mean_pooling_of_the_valid_tokens():
+    encoded = torch.randn(3, 6, 4)
+    valid = torch.tensor([6, 2, 1])
+    pooled = masked_mean(encoded, valid)
+    for row, n in enumerate(valid.tolist()):
+        torch.testing.assert_close(pooled[row], encoded[row, :n].mean(0))
+    torch.testing.assert_close(masked_mean(encoded, None), encoded.mean(1))
+    net = BERTClassifier(tiny("hf"), pooling="mean").eval()
+    tokens = torch.randint(5, 50, (3, 6))
+    states = net.encoder(tokens, torch.zeros_like(tokens), valid)
+    torch.testing.assert_close(net.pool(states, valid), masked_mean(states, valid))
+
+
+def test_an_unknown_pooling_name_lists_the_registered_heads():
+    with pytest.raises(ValueError, match="pooling must be") as info:
+        BERTClassifier(tiny("hf"), pooling="max")
+    for name in POOLING_HEADS:
+        assert name in str(info.value)
+
+
+class MaxPooling(PoolingHead):
+    """A head registered by a test: the element-wise max and the ``<cls>`` state."""
+
+    vectors = 2
+
+    def forward(self, encoded, valid_lens, segments):
+        return torch.cat([encoded.max(dim=1).values, encoded[:, 0, :]], dim=-1)
+
+
+def test_a_registered_pooling_head_is_picked_up_by_the_classifier(monkeypatch):
+    monkeypatch.setitem(POOLING_HEADS, "max", MaxPooling)
+    bert = tiny("hf")
+    net = BERTClassifier(bert, pooling="max").eval()
+    tokens = torch.randint(5, 50, (2, 6))
+    segments, valid = torch.zeros_like(tokens), torch.tensor([6, 6])
+    encoded = net.encoder(tokens, segments, valid)
+    torch.testing.assert_close(net.pool(encoded, valid),
+                               torch.cat([encoded.max(dim=1).values, encoded[:, 0]], dim=-1))
+    hidden = bert.config.hidden_size
+    assert net.hidden is not bert.hidden and net.hidden[0].in_features == 2 * hidden
+    assert net((tokens, segments, valid)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("pooling", list(POOLING_HEADS))
+def test_pooling_heads_keep_the_classifier_parameter_names(pooling):
+    """Saved runs load by these names: a head adds none of its own."""
+    bert = tiny("hf")
+    encoder_keys = [f"encoder.{k}" for k in bert.encoder.state_dict()]
+    expected = [*encoder_keys, "hidden.0.weight", "hidden.0.bias", "output.weight", "output.bias"]
+    assert list(BERTClassifier(bert, pooling=pooling).state_dict()) == expected

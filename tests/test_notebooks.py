@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
 
 import nbformat
 import pytest
 
+from bertnli_helpers.checkpoints import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
 from bertnli_helpers.course import (
+    MAIN_RUN_PREFIX,
     NOTEBOOK_DIR,
+    RUNS_DIR,
     course_notebooks,
+    folder_size,
     get_profile,
     read_results,
-    run_course,
     summary_table,
 )
 
 EXPECTED = ["01_pretrained_bert", "02_snli_dataset", "03_truncation", "04_fine_tuning",
-            "05_error_analysis", "06_exercises"]
+            "05_error_analysis", "06_exercises", "07_pretraining"]
 
 
-def test_the_course_has_six_notebooks_in_reading_order():
+def test_the_course_has_its_notebooks_in_reading_order():
     assert [nb.stem for nb in course_notebooks()] == EXPECTED
     assert [nb.stem for nb in course_notebooks(["3", "05_error_analysis"])] == [
         "03_truncation", "05_error_analysis"]
@@ -42,8 +46,39 @@ def test_notebooks_are_stored_clean_with_a_parameters_cell(name):
     assert any("exercise" in c.source.lower() for c in nb.cells if c.cell_type == "markdown")
     text = "\n".join(c.source for c in code)
     assert "bertnli_helpers" in text
-    # teaching cells show the package's own source rather than a second copy of it
-    assert "def " not in text or "show_source" in text
+
+
+# Code a notebook should call from the package, not write again: marker -> what to call instead.
+REIMPLEMENTED = {
+    ".lower().split()": "the tokenizer's own split (tok.tokenize) or book_word_counts",
+    "book_tokenizer(": "tokenization.build_book_vocab",
+    "findall(": "tokenizer.prepare_typed for typed text",
+    "was_training": "inference.evaluating",
+    ".training": "inference.evaluating",
+    "html.escape(": "widgets.tokens_html",
+    "metrics.json": "runs.finetune_run, which re-uses a finished run by its fingerprint",
+    "load_best_weights(": "runs.finetune_run or runs.load_finetuned",
+    "keepdim=True)": "model.masked_mean",
+}
+DEFINITION = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s", re.MULTILINE)
+EXERCISE_TAG = "exercise"  # a cell tagged so may hold a scaffold for the student to complete
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebooks_call_the_package_instead_of_reimplementing_it(name):
+    nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        where = f"{name} cell {index}"
+        if EXERCISE_TAG not in cell.metadata.get("tags", []):
+            assert not DEFINITION.search(cell.source), (
+                f"{where} defines a function or class: move it into bertnli_helpers (with a "
+                "test) and show it with show_source, or tag the cell 'exercise' if it is a "
+                "scaffold for students")
+        for marker, instead in REIMPLEMENTED.items():
+            assert marker not in cell.source, f"{where} re-implements package code ({marker!r}): " \
+                f"call {instead}"
 
 
 def test_profiles_are_ordered_by_size():
@@ -55,9 +90,8 @@ def test_profiles_are_ordered_by_size():
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_every_notebook_runs_in_the_tiny_profile(snli_dir, tmp_path):
-    out = tmp_path / "course"
-    summary = run_course(profile="tiny", output=out, data_dir=str(snli_dir), device="cpu")
+def test_every_notebook_runs_in_the_tiny_profile(tiny_course):
+    out, summary = tiny_course
     failed = [row for row in summary if row["status"] != "ok"]
     assert not failed, failed
     assert [row["notebook"] for row in summary] == EXPECTED
@@ -72,6 +106,22 @@ def test_every_notebook_runs_in_the_tiny_profile(snli_dir, tmp_path):
     assert 0.0 <= results["04_fine_tuning"]["test_accuracy"] <= 1.0
     assert "| 04_fine_tuning |" in summary_table(summary)
     assert json.loads((out / "summary.json").read_text())[0]["status"] == "ok"
+    index = (out / "index.html").read_text()
+    assert all(f'href="{name}.html"' in index for name in EXPECTED)
+    assert '<b id="profile">tiny</b>' in index and '<b id="model">minilm</b>' in index
+
+
+@pytest.mark.slow
+def test_only_the_main_run_keeps_its_weights_after_the_course(tiny_course):
+    out, _ = tiny_course
+    runs = sorted(path.parent for path in out.rglob("run.json"))
+    main = [run for run in runs if run.name.startswith(MAIN_RUN_PREFIX)]
+    assert len(main) == 1 and main[0].parent == out / RUNS_DIR
+    assert len(runs) > 1, "the tiny course makes comparison runs"
+    assert all((run / "metrics.json").exists() for run in runs)  # every run's record stays
+    weights = [*out.rglob(BEST_WEIGHTS_FILE), *out.rglob(CHECKPOINT_FILE)]
+    assert [path.parent for path in weights] == main
+    assert folder_size(out) < 200e6
 
 
 def test_notebook_context_train_config_lets_the_notebook_override_anything(snli_dir, tmp_path):

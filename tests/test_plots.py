@@ -20,8 +20,7 @@ from bertnli_helpers.pretrained import load_pretrained
 from bertnli_helpers.snli import LABEL_NAMES, SampleWarning, read_records
 from bertnli_helpers.truncation import STRATEGIES, truncation_summary
 
-TINY = BertConfig(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=2, ffn_size=64,
-                  max_len=64, flavour="hf")
+from conftest import TINY
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,7 +38,7 @@ def close_figures():
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer():
-    bert, tokenizer = load_pretrained("scratch", config=TINY)
+    bert, tokenizer = load_pretrained("scratch", config=BertConfig(**{**TINY, "num_layers": 2}))
     return BERTClassifier(bert).eval(), tokenizer
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -11,16 +12,27 @@ import pytest
 import torch
 
 from bertnli_helpers import hub
-from bertnli_helpers.errors import CheckpointMismatchError, InputTooLongError
+from bertnli_helpers.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    InputTooLongError,
+    PretrainedLoadError,
+    VocabularyError,
+)
 from bertnli_helpers.model import BertConfig
 from bertnli_helpers.pretrained import (
-    PretrainedLoadError,
+    FOLDER_FORMATS,
+    NAMED_MODELS,
+    FolderFormat,
+    NamedModel,
+    load_for_run,
     load_pretrained,
     load_pretrained_model,
     minilm_folder,
+    model_format,
+    scratch_model,
 )
 from bertnli_helpers.snli import read_snli
-from bertnli_helpers.tokenization import VocabularyError
 
 BOOK_RESERVED = ["<pad>", "<mask>", "<cls>", "<sep>"]
 
@@ -48,15 +60,9 @@ def book_checkpoint_zip(d2l, folder_name: str, sentences: list[str], *, hidden=2
     return archive.getvalue(), net.eval(), vocab
 
 
-@pytest.fixture(scope="module")
-def dev_book(snli_dir):
-    premises, hypotheses, _ = read_snli(snli_dir, "dev", text="book")
-    return premises[:3000], hypotheses[:3000]
-
-
 def test_book_zip_downloads_through_the_hub_and_matches_d2l(d2l, http_server, dev_book,
                                                              monkeypatch):
-    premises, hypotheses = dev_book
+    premises, hypotheses, _ = dev_book
     data, reference, vocab = book_checkpoint_zip(d2l, "bert.small.torch", premises + hypotheses)
     (http_server.root / "bert.small.torch.zip").write_bytes(data)
     sha1 = hub.sha1_of(http_server.root / "bert.small.torch.zip")
@@ -183,8 +189,9 @@ def test_a_checkpoint_with_a_wrong_shape_names_the_keys(tmp_path):
 def test_pickles_that_are_not_plain_tensors_are_not_unpickled(tmp_path):
     folder, _ = tiny_hf_folder(tmp_path, as_bin=True)
     torch.save({"weights": torch.zeros(1), "callback": Path("evil")}, folder / "pytorch_model.bin")
-    with pytest.raises(PretrainedLoadError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match="not a plain-tensor") as caught:
         load_pretrained(folder)
+    assert "weights_only=False" not in str(caught.value)  # PyTorch's advice would run the code
 
 
 def test_book_folder_with_a_vocab_missing_a_special_token(d2l, tmp_path, dev_book):
@@ -257,3 +264,84 @@ def test_suggested_pooling_follows_how_the_model_was_pretrained(tmp_path):
     (pooling / "config.json").write_text('{"pooling_mode_cls_token": true}')
     assert suggested_pooling(tmp_path / "st-model") == "cls"
     assert suggested_pooling(tmp_path / "plain-folder") == "cls"
+
+
+TINY_SIZES = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "ffn_size": 64, "max_len": 40,
+              "flavour": "hf"}
+
+
+def tiny_scratch(seed: int = 0):
+    return scratch_model(BertConfig(vocab_size=30522, **TINY_SIZES), seed=seed)
+
+
+def test_model_format_looks_names_and_folders_up_in_the_registries(tmp_path):
+    for name in NAMED_MODELS:  # decided by name alone: nothing is downloaded
+        assert model_format(name) == name
+    assert list(NAMED_MODELS) == ["bert.small", "bert.base", "minilm", "scratch"]
+    hf_folder, _ = tiny_hf_folder(tmp_path)
+    assert model_format(hf_folder) == "huggingface"
+    book = tmp_path / "book-model"
+    book.mkdir()
+    (book / "vocab.json").write_text("[]")
+    assert model_format(book) == "book"
+    archive = tmp_path / "book-model.zip"  # a zip unpacks into the cache, then is looked up
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("book-model/vocab.json", "[]")
+    assert model_format(archive) == "book"
+    with pytest.raises(PretrainedLoadError, match="unknown model 'bert.huge'"):
+        model_format("bert.huge")
+
+
+def test_a_registered_folder_format_is_picked_up_by_load_pretrained(tmp_path, monkeypatch):
+    def load_sizes_file(folder, options):
+        return tiny_scratch(seed=json.loads((folder / "sizes.json").read_text())["seed"])
+
+    monkeypatch.setitem(FOLDER_FORMATS, "sizes", FolderFormat(
+        "sizes.json", "a folder with sizes.json", load_sizes_file))
+    folder = tmp_path / "sized"
+    folder.mkdir()
+    (folder / "sizes.json").write_text('{"seed": 5}')
+    assert model_format(folder) == "sizes"
+    bert, _ = load_pretrained(folder)
+    torch.testing.assert_close(bert.state_dict(), tiny_scratch(seed=5)[0].state_dict())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PretrainedLoadError, match="nor a folder with sizes.json"):
+        load_pretrained(empty)
+
+
+def test_a_registered_named_model_is_loaded_and_listed(monkeypatch):
+    monkeypatch.setitem(NAMED_MODELS, "tiny", NamedModel(lambda name, options: tiny_scratch()))
+    bert, _ = load_pretrained("tiny")
+    assert bert.config.hidden_size == 32
+    with pytest.raises(PretrainedLoadError, match="minilm, scratch, tiny"):
+        load_pretrained("bert.huge")
+    _, _, recorded = load_for_run("tiny")
+    assert recorded is None  # sizes come with the model: a run need not record them
+
+
+def test_a_scratch_model_is_built_again_at_the_sizes_its_run_recorded():
+    first, _, recorded = load_for_run("scratch", {"vocab_size": 30522, **TINY_SIZES}, seed=2)
+    assert recorded is not None and recorded["hidden_size"] == 32
+    again, _, _ = load_for_run("scratch", recorded, seed=2)
+    torch.testing.assert_close(again.state_dict(), first.state_dict())
+    _, _, default = load_for_run("scratch")
+    assert default is not None and default["hidden_size"] == 256  # the book's small sizes
+
+
+def test_a_config_whose_head_count_differs_from_the_known_layout_warns(tmp_path):
+    """The head count cannot be read from the weights: a config saying 6 for minilm's 12 heads
+    of 32 loads, but not silently."""
+    folder = tmp_path / "minilm-6-heads"
+    folder.mkdir()
+    source = minilm_folder()
+    for name in ("vocab.txt", "model.safetensors"):
+        (folder / name).symlink_to(source / name)
+    config = json.loads((source / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "num_attention_heads": 6}))
+    with pytest.warns(UserWarning, match=r"6 attention heads.*12.*cannot be read from the weights"):
+        bert, _ = load_pretrained(folder)
+    assert bert.config.num_heads == 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_pretrained(source)  # the real layout: no warning

@@ -7,24 +7,31 @@ are re-used, re-made or resumed, and which files a run leaves, not what the mode
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
 import warnings
 from dataclasses import replace
 
 import pytest
 import torch
 
+from bertnli_helpers.analysis import hypothesis_only_dataset
 from bertnli_helpers.checkpoints import (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
     HISTORY_FILE,
 )
-from bertnli_helpers.errors import CheckpointError
+from bertnli_helpers.errors import CheckpointError, EmptySplitError, FolderLockedError
+from bertnli_helpers.files import run_folder_lock
 from bertnli_helpers.runs import (
     INPUTS_FILE,
     METRICS_FILE,
     RUN_FILE,
     RunInfo,
+    encoding_name,
     finetune_run,
     load_finetuned,
     split_fingerprint,
@@ -32,8 +39,8 @@ from bertnli_helpers.runs import (
 from bertnli_helpers.snli import SampleWarning, read_records
 from bertnli_helpers.train import Callback, TrainConfig
 
-TINY = dict(vocab_size=30522, hidden_size=32, num_layers=1, num_heads=2, ffn_size=64, max_len=64,
-            flavour="hf")
+from conftest import TINY
+
 CONFIG = TrainConfig(epochs=1, batch_size=16, max_steps=2, device="cpu", eval_batch_size=64)
 
 
@@ -115,6 +122,56 @@ def test_an_old_run_without_inputs_is_made_again_from_scratch(tmp_path, splits):
     assert (tmp_path / INPUTS_FILE).exists()
 
 
+ENCODED: list[tuple[int, list[str]]] = []
+
+
+def _hypotheses_recorded(pairs, tokenizer, max_len, truncation):
+    """``hypothesis_only_dataset``, noting how many pairs it encoded and its first pair."""
+    dataset = hypothesis_only_dataset(pairs, tokenizer, max_len, truncation)
+    ENCODED.append((len(dataset), dataset.tokens_of(0)))
+    return dataset
+
+
+def test_a_hypothesis_only_run_is_its_own_run_with_its_own_fingerprint(tmp_path, splits):
+    _run(tmp_path, splits)
+    ENCODED.clear()
+    only = _run(tmp_path, splits, encode=_hypotheses_recorded)
+    assert not only.reused  # the whole-pair run in the folder is not taken for it
+    assert [n for n, _ in ENCODED] == [32, 24, 24]  # train, dev and test, hypotheses only
+    assert all(tokens[:2] == ["[CLS]", "[SEP]"] for _, tokens in ENCODED)  # premise emptied
+    saved = json.loads((tmp_path / INPUTS_FILE).read_text())
+    assert saved["info"]["encode"] == f"{__name__}._hypotheses_recorded"
+
+    ENCODED.clear()
+    assert _run(tmp_path, splits, encode=_hypotheses_recorded).reused and not ENCODED
+    changed = _run(tmp_path, splits, info=_info(max_len=40), encode=_hypotheses_recorded)
+    assert not changed.reused and ENCODED  # a changed setting is made again, not re-used
+    assert not _run(tmp_path, splits, config=CONFIG.replace(lr=1e-3),
+                    info=_info(max_len=40), encode=_hypotheses_recorded).reused
+    assert not _run(tmp_path, splits).reused  # and a whole-pair run does not take it either
+
+
+def test_an_encoding_needs_a_name_the_fingerprint_can_record(tmp_path, splits):
+    assert encoding_name(hypothesis_only_dataset) == (
+        "bertnli_helpers.analysis.hypothesis_only_dataset")
+    with pytest.raises(ValueError, match="module-level function"):
+        _run(tmp_path, splits, encode=lambda *args, **kwargs: hypothesis_only_dataset(*args))
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_runs_saved_by_older_versions_are_still_reused(tmp_path, splits):
+    first = _run(tmp_path, splits)
+    inputs = json.loads((tmp_path / INPUTS_FILE).read_text())
+    del inputs["info"]["encode"]  # older versions always encoded whole pairs ...
+    inputs["info"]["extra"] = {}  # ... and wrote an empty field since removed
+    (tmp_path / INPUTS_FILE).write_text(json.dumps(inputs))
+    info = json.loads((tmp_path / RUN_FILE).read_text())
+    (tmp_path / RUN_FILE).write_text(json.dumps({**info, "extra": {}}))
+    again = _run(tmp_path, splits)
+    assert again.reused and again.info == first.info
+    assert not _run(tmp_path, splits, encode=hypothesis_only_dataset).reused
+
+
 def test_resume_continues_only_the_same_run(tmp_path, splits):
     config = CONFIG.replace(epochs=2, max_steps=None)  # 2 epochs of 2 steps
     whole = _run(tmp_path / "whole", splits, config=config, reuse=False)
@@ -148,3 +205,49 @@ def test_keep_checkpoint_false_deletes_only_the_checkpoint(tmp_path, splits):
     assert (kept / CHECKPOINT_FILE).exists()
     assert _run(kept, splits, keep_checkpoint=False).reused
     assert not (kept / CHECKPOINT_FILE).exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_a_finished_run_folders_files_follow_the_umask(tmp_path, splits, umask):
+    """A teacher's run on a shared machine is as readable as the teacher's umask says."""
+    old = os.umask(umask)
+    try:
+        _run(tmp_path, splits)
+    finally:
+        os.umask(old)
+    files = sorted(p for p in tmp_path.iterdir() if p.is_file())
+    assert {p.name for p in files} >= {RUN_FILE, METRICS_FILE, INPUTS_FILE, BEST_WEIGHTS_FILE,
+                                       CHECKPOINT_FILE, HISTORY_FILE, CONFIG_FILE}
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+
+
+def test_an_empty_split_is_an_error(tmp_path, splits):
+    train, dev, test, _ = splits
+    for empty in ("train", "dev", "test"):
+        given = {"train": train, "dev": dev, "test": test}
+        given[empty] = replace(given[empty], records=[])
+        with pytest.raises(EmptySplitError, match=f"{empty} split .* no usable pairs"):
+            finetune_run(tmp_path / empty, _info(), given["train"], given["dev"], given["test"],
+                         CONFIG)
+        assert not (tmp_path / empty).exists()
+
+
+def test_a_held_run_folder_is_refused_with_the_holders_pid(tmp_path, splits):
+    with run_folder_lock(tmp_path / "run"):
+        with pytest.raises(FolderLockedError, match=f"{tmp_path / 'run'}.*pid {os.getpid()}"):
+            _lock_in_another_process(tmp_path / "run")
+        _run(tmp_path / "run", splits)  # the holder itself may write (the lock is re-entrant)
+    _lock_in_another_process(tmp_path / "run")  # released
+
+
+def _lock_in_another_process(folder) -> None:
+    """Take the folder's lock in another process; its refusal is raised here."""
+    code = ("import sys\nfrom bertnli_helpers.files import run_folder_lock\n"
+            "from bertnli_helpers.errors import FolderLockedError\n"
+            "try:\n    with run_folder_lock(sys.argv[1]): pass\n"
+            "except FolderLockedError as err:\n    print(err)")
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True,
+                          text=True, check=True, timeout=120)
+    if done.stdout.strip():
+        raise FolderLockedError(done.stdout.strip())

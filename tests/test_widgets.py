@@ -20,14 +20,13 @@ from bertnli_helpers.snli import LABEL_NAMES, SampleWarning, read_records
 from bertnli_helpers.tokenization import book_tokenizer
 from bertnli_helpers.truncation import STRATEGIES, truncate_with_report, truncation_summary
 
-TINY = BertConfig(vocab_size=30522, hidden_size=32, num_layers=1, num_heads=2, ffn_size=64,
-                  max_len=64, flavour="hf")
+from conftest import TINY
 
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer():
     torch.manual_seed(0)
-    bert, tokenizer = load_pretrained("scratch", config=TINY)
+    bert, tokenizer = load_pretrained("scratch", config=BertConfig(**TINY))
     return BERTClassifier(bert).eval(), tokenizer
 
 
@@ -292,3 +291,11 @@ def test_error_browser_shows_nothing_gracefully(frame):
     browser = widgets.ErrorBrowser(frame.assign(correct=True))
     assert _count(browser) == 0 and _shown(browser) == []
     assert "nothing to show" in browser.html
+
+
+def test_tokens_html_strikes_through_the_dropped_tokens_and_escapes():
+    shown = widgets.tokens_html(["a", "<b>", "dog", "&"], dropped_at=[1, 3])
+    assert re.findall(r'<s class="bn-tok bn-drop">([^<]*)</s>', shown) == ["&lt;b&gt;", "&amp;"]
+    assert re.findall(r'<span class="bn-tok">([^<]*)</span>', shown) == ["a", "dog"]
+    assert widgets.tokens_html([]) == "<i>(empty)</i>"
+    assert ".bn-drop{" in widgets.STYLE

@@ -1,0 +1,162 @@
+"""Grids of variants x seeds: parsing, tables and verdicts, and a real grid killed and resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bertnli_helpers.errors import GridError
+from bertnli_helpers.grids import (
+    SETTINGS,
+    CellResult,
+    GridResult,
+    GridSpec,
+    cell_recipe,
+    parse_vary,
+    variant_slug,
+)
+from bertnli_helpers.runs import RunInfo
+from bertnli_helpers.train import TrainConfig
+
+
+def test_vary_parses_values_and_refuses_what_cannot_vary():
+    vary = parse_vary(["truncation=longest_first,ratio", "max-len=16,32", "lr=1e-4,3e-4"])
+    assert vary == {"truncation": ("longest_first", "ratio"), "max_len": (16, 32),
+                    "lr": (1e-4, 3e-4)}
+    with pytest.raises(GridError, match="cannot vary 'warmup'; what can vary: truncation"):
+        parse_vary(["warmup=0.1"])
+    with pytest.raises(GridError, match="unknown value 'shortest'; choose from longest_first"):
+        parse_vary(["truncation=shortest"])
+    with pytest.raises(GridError, match="'x' is not a valid max_len"):
+        parse_vary(["max_len=16,x"])
+    with pytest.raises(GridError, match="repeated"):
+        parse_vary(["max_len=16,16"])
+    with pytest.raises(GridError, match="NAME=VALUE"):
+        parse_vary(["max_len"])
+    assert set(SETTINGS) >= {"truncation", "max_len", "lr", "batch_size", "epochs", "pooling",
+                             "freeze_encoder", "model", "precision", "train_size"}
+
+
+def test_cells_change_only_the_varied_setting_and_the_seed():
+    spec = GridSpec(RunInfo("minilm", pooling="pair"), TrainConfig(lr=1e-4),
+                    {"truncation": ("longest_first", "ratio"), "lr": (1e-4, 3e-4)}, seeds=(0, 1),
+                    baseline={"truncation": "ratio"}, train_size=500)
+    assert len(list(spec.cells())) == 8
+    assert spec.baseline_variant() == (("truncation", "ratio"), ("lr", 1e-4))
+    info, config, size = cell_recipe(spec, (("truncation", "ratio"), ("lr", 3e-4)), 1)
+    assert (info.truncation, info.pooling, config.lr, config.seed, size) == (
+        "ratio", "pair", 3e-4, 1, 500)
+    assert variant_slug((("model", "runs/my model"),)) == "model=runs-my-model"
+    with pytest.raises(GridError, match="baseline lr=0.1 is not one of the values"):
+        GridSpec(RunInfo("minilm"), TrainConfig(), {"lr": (1e-4,)}, baseline={"lr": 0.1})
+
+
+def test_only_runs_one_change_comparisons_that_share_the_baseline():
+    spec = GridSpec(RunInfo("minilm", pooling="pair"), TrainConfig(lr=1e-4),
+                    {"pooling": ("pair", "cls"), "freeze_encoder": (False, True),
+                     "lr": (1e-4, 1e-3)}, seeds=(0, 1),
+                    only=({"pooling": "cls"}, {"freeze_encoder": True},
+                          {"freeze_encoder": True, "lr": 1e-3}, {}))
+    base = (("pooling", "pair"), ("freeze_encoder", False), ("lr", 1e-4))
+    assert spec.variants() == [
+        base,
+        (("pooling", "cls"), ("freeze_encoder", False), ("lr", 1e-4)),
+        (("pooling", "pair"), ("freeze_encoder", True), ("lr", 1e-4)),
+        (("pooling", "pair"), ("freeze_encoder", True), ("lr", 1e-3)),
+    ]  # the baseline once, first; no combination nobody asked for (cls + frozen)
+    assert len(list(spec.cells())) == 8
+    full = GridSpec(RunInfo("minilm"), TrainConfig(), dict(spec.vary))
+    assert len(full.variants()) == 8
+    with pytest.raises(GridError, match="variant pooling=mean is not one of the values"):
+        GridSpec(RunInfo("minilm"), TrainConfig(), {"pooling": ("pair", "cls")},
+                 only=({"pooling": "mean"},))
+
+
+def fake_cell(variant, seed, correct, labels):
+    metrics = {"dev_accuracy": float(np.mean(correct)), "examples_per_s": 100.0,
+               "train_seconds": 60.0}
+    return CellResult(variant, seed, metrics, np.asarray(correct, bool), np.asarray(labels),
+                      False, Path("."))
+
+
+def test_table_and_verdicts_from_cells():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    spec = GridSpec(RunInfo("minilm"), TrainConfig(), {"lr": (1e-4, 3e-4, 1e-3)}, seeds=(0, 1))
+    result = GridResult(spec)
+    for seed in (0, 1):
+        base = rng.random(600) < 0.70
+        result.cells.append(fake_cell((("lr", 1e-4),), seed, base, labels))
+        result.cells.append(fake_cell((("lr", 3e-4),), seed, base | (rng.random(600) < 0.5),
+                                      labels))
+        result.cells.append(fake_cell((("lr", 1e-3),), seed, rng.random(600) < 0.2, labels))
+    table = result.table()
+    assert list(table["variant"]) == ["lr=0.0001", "lr=0.0003", "lr=0.001"]
+    assert table.loc[0, "seeds"] == 2 and table.loc[0, "learned"] == "2/2"
+    verdicts = result.verdicts()
+    assert list(verdicts["verdict"]) == ["better", "worse"]
+    sentences = result.sentences()
+    assert sentences[0].startswith("lr=0.0003 is better than lr=0.0001")
+    assert "lr=0.001 did not learn measurably" in sentences[1]
+
+
+def test_a_real_grid_killed_mid_way_re_runs_nothing_that_had_finished(tmp_path, snli_dir):
+    out = tmp_path / "grid"
+    command = [sys.executable, "-m", "bertnli_helpers.cli", "compare", "--model", "scratch",
+               "--data-dir", str(snli_dir), "--train-size", "48", "--dev-size", "32",
+               "--test-size", "40", "--batch-size", "16", "--max-steps", "2", "--device", "cpu",
+               "--vary", "truncation=longest_first,ratio", "--vary", "max_len=16,32",
+               "--seeds", "0,1", "--output", str(out)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while len(list(out.glob("cells/*/*/scored_probs.npy"))) < 3 and time.time() < deadline:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    finished = {p.parent: p.parent.joinpath("metrics.json").stat().st_mtime_ns
+                for p in out.glob("cells/*/*/scored_probs.npy")}
+    assert 3 <= len(finished) < 8
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.count("re-used") >= len(finished)
+    assert second.stdout.count("trained") + second.stdout.count("re-used") == 8
+    for folder, mtime in finished.items():
+        assert folder.joinpath("metrics.json").stat().st_mtime_ns == mtime
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 4 and set(table["seeds"]) == {2}
+    verdicts = pd.read_csv(out / "verdicts.csv")
+    assert len(verdicts) == 3 and set(verdicts["B"]) == {"truncation=longest_first, max_len=16"}
+    assert (out / "verdicts.md").read_text().startswith("| A | B |")
+
+
+def test_against_baseline_names_the_sides_and_refuses_a_side_that_did_not_learn():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 800)
+    spec = GridSpec(RunInfo("minilm"), TrainConfig(), {"pooling": ("pair", "cls"),
+                                                       "batch_size": (16, 512)},
+                    only=({"pooling": "cls"}, {"batch_size": 512}))
+    result = GridResult(spec)
+    base = rng.random(800) < 0.75
+    result.cells.append(fake_cell((("pooling", "pair"), ("batch_size", 16)), 0, base, labels))
+    result.cells.append(fake_cell((("pooling", "cls"), ("batch_size", 16)), 0,
+                                  base & (rng.random(800) < 0.8), labels))
+    result.cells.append(fake_cell((("pooling", "pair"), ("batch_size", 512)), 0,
+                                  rng.random(800) < 0.2, labels))
+    comparison, idle = result.against_baseline({"pooling": "cls"}, "the cls head", "pair")
+    assert (comparison.name_a, comparison.name_b, comparison.verdict, idle) == (
+        "the cls head", "pair", "worse", [])
+    assert result.sentence({"pooling": "cls"}, "the cls head", "pair").startswith(
+        "the cls head is worse than pair")
+    assert "batches of 512 did not learn measurably" in result.sentence(
+        {"batch_size": 512}, "batches of 512", "batches of 16")
+    assert len(result.sentences()) == 2
