@@ -19,6 +19,7 @@ from bertnli_helpers.precision import (
     autocast_dtype,
     cpuinfo_flags,
     describe_precision,
+    precision_override,
     resolve_precision,
 )
 from bertnli_helpers.pretrained import load_pretrained
@@ -168,7 +169,8 @@ def test_measure_throughput_runs_in_the_configs_precision(tiny_data):
 def test_the_cli_takes_precision_and_defaults_to_auto():
     parser = build_parser()
     for command in (["finetune", "--output", "x"], ["evaluate", "--run", "x"],
-                    ["predict", "--run", "x", "p", "h"], ["course"]):
+                    ["predict", "--run", "x", "p", "h"], ["course"],
+                    ["compare", "--vary", "lr=1e-4,3e-4", "--output", "x"]):
         assert parser.parse_args(command).precision == "auto"
         assert parser.parse_args([*command, "--precision", "fp32"]).precision == "fp32"
     with pytest.raises(SystemExit):
@@ -186,10 +188,18 @@ def test_the_course_runs_with_auto_unless_told_otherwise(snli_dir, tmp_path, cap
     assert fixed.train_config().precision == "fp32"
 
 
-def test_the_course_precision_reaches_every_kernel_and_is_restored(monkeypatch, tmp_path):
+def test_the_course_precision_reaches_every_kernel_and_is_restored(monkeypatch, tmp_path,
+                                                                   snli_dir):
     seen = []
-    monkeypatch.setattr(course, "_run_notebooks",
-                        lambda *args: seen.append(os.environ.get(PRECISION_ENV)) or [])
-    monkeypatch.delenv(PRECISION_ENV, raising=False)
-    course.run_course(profile="tiny", output=tmp_path, precision="fp32")
-    assert seen == ["fp32"] and PRECISION_ENV not in os.environ
+    monkeypatch.setattr(course, "execute_notebook",
+                        lambda *args, **kwargs: seen.append(os.environ.get(PRECISION_ENV)))
+    monkeypatch.setenv(PRECISION_ENV, "bf16")  # the caller's own setting comes back afterwards
+    course.run_course(profile="tiny", output=tmp_path, notebooks=["01", "02"],
+                      data_dir=str(snli_dir), html=False, precision="fp32")
+    assert seen == ["fp32", "fp32"] and os.environ[PRECISION_ENV] == "bf16"
+    monkeypatch.delenv(PRECISION_ENV)
+    with precision_override("bf16"):
+        assert resolve_precision("auto", CPU) == "bf16"
+    assert PRECISION_ENV not in os.environ
+    with precision_override(None):  # nothing asked: nothing set
+        assert PRECISION_ENV not in os.environ
