@@ -122,13 +122,19 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch,
 
 def run(model: nn.Module, dataset: SNLIBERTDataset, sampler, pad_to, size, steps, warmup,
         optimizer: torch.optim.Optimizer, dtype: torch.dtype | None = None):
+    """Time ``steps`` optimizer steps after ``warmup`` untimed ones. In bf16 the timed batches
+    first run once untimed: oneDNN builds a kernel for each matrix shape the first time it meets
+    it (the first pass over new lengths takes about twice as long), a cost that would otherwise
+    fall on whichever pipeline meets a shape first, and that training pays once per length."""
     model.train()
     batches = iter(sampler)
+    planned = [dataset.batch(next(batches), pad_to=pad_to) for _ in range(warmup + steps)]
+    if dtype is not None:
+        for batch in planned[warmup:]:
+            train_step(model, optimizer, batch, dtype)
     examples = flops = real_tokens = computed_tokens = 0
     seconds = 0.0
-    for step in range(warmup + steps):
-        indices = next(batches)
-        batch = dataset.batch(indices, pad_to=pad_to)
+    for step, batch in enumerate(planned):
         (tokens, _, valid), labels = batch
         tick = time.perf_counter()
         train_step(model, optimizer, batch, dtype)
@@ -178,7 +184,8 @@ def profile_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches,
     from torch.profiler import ProfilerActivity, profile
 
     model.train()
-    train_step(model, optimizer, batches[0], dtype)  # warm
+    for batch in batches:  # warm, and let oneDNN build its kernels for these shapes
+        train_step(model, optimizer, batch, dtype)
     tick = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for batch in batches:
