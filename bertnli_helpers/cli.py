@@ -174,9 +174,9 @@ def evaluate_file_command(args: argparse.Namespace) -> int:
     """``evaluate --file``: the report goes to its own file, never into the run's metrics."""
     from .robustness import evaluate_file, report_paths, write_report
 
+    json_path, predictions_path = report_paths(args.run, args.file, args.out, args.predictions)
     report = evaluate_file(args.run, args.file, label_ids=args.label_ids, size=args.size,
                            seed=args.seed, device=args.device, by=args.by or ())
-    json_path, predictions_path = report_paths(args.run, args.file, args.out, args.predictions)
     content = write_report(report, json_path, predictions_path, args.by or ())
     print(json.dumps(content, indent=2))
     print(f"report in {json_path}, one line per pair in {predictions_path}", file=sys.stderr)

@@ -117,9 +117,7 @@ class FileReport:
     def write_predictions(self, path: str | os.PathLike[str]) -> Path:
         """One line per pair (line, texts, gold, predicted, probabilities, fields); the format
         follows the suffix: ``.jsonl``, ``.tsv`` or ``.csv``."""
-        path = Path(path)
-        if path.suffix not in PREDICTION_FORMATS:
-            raise ValueError(f"predictions file {path}: name it .{', .'.join(PREDICTION_FORMATS)}")
+        path = _predictions_path(path)
         keep = ["line", "premise", "hypothesis", "gold_name", "predicted_name",
                 *[f"p_{n}" for n in LABEL_NAMES], "confidence", "correct",
                 "predicted_two_class", "correct_two_class", *self.frame.attrs.get("fields", [])]
@@ -131,6 +129,13 @@ PREDICTION_FORMATS: dict[str, Callable[[pd.DataFrame], str]] = {
     ".tsv": lambda frame: frame.to_csv(sep="\t", index=False),
     ".csv": lambda frame: frame.to_csv(index=False),
 }
+
+
+def _predictions_path(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if path.suffix not in PREDICTION_FORMATS:
+        raise ValueError(f"predictions file {path}: name it {', '.join(PREDICTION_FORMATS)}")
+    return path
 
 
 def _plain(value: Any) -> Any:
@@ -199,7 +204,7 @@ def report_paths(run: str | os.PathLike[str], path: str | os.PathLike[str],
     ``eval-<file name>.json`` and ``eval-<file name>-predictions.jsonl`` in the run folder."""
     name = re.sub(r"(\.(jsonl|txt|tsv))?(\.gz)?$", "", Path(path).name)
     report = Path(out) if out is not None else Path(run) / f"eval-{name}.json"
-    preds = (Path(predictions) if predictions is not None
+    preds = (_predictions_path(predictions) if predictions is not None
              else report.with_name(f"{report.stem}-predictions.jsonl"))
     return report, preds
 
