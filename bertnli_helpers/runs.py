@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .checkpoints import (
@@ -184,6 +185,7 @@ def finetune_run(
     resume: bool = False,
     reuse: bool = True,
     keep_checkpoint: bool = True,
+    bias_probs: Any = None,
 ) -> RunOutcome:
     """Fine-tune ``info.model`` into ``folder`` and evaluate it on test.
 
@@ -193,8 +195,14 @@ def finetune_run(
     ``resume`` continues an interrupted run from its ``checkpoint.pt``; its pairs and ``info`` must
     be this call's. ``keep_checkpoint=False`` deletes that (large) resumable checkpoint once the
     run is finished; ``best_model.pt`` stays, which is all ``load_finetuned`` needs.
+    ``bias_probs``: the bias expert's probabilities of the train pairs, for a debiasing
+    ``config.objective``; their fingerprint goes into ``info.extra``, so a run is re-used only
+    with the same bias expert.
     """
     folder = Path(folder)
+    if bias_probs is not None:
+        digest = hashlib.sha1(np.ascontiguousarray(bias_probs, dtype=np.float32).tobytes())
+        info = dataclasses.replace(info, extra={**info.extra, "bias_sha1": digest.hexdigest()[:16]})
     wanted = run_inputs(info, train, dev, test, config)
     saved = saved_inputs(folder)
     finished = is_finished_run(folder) and (folder / METRICS_FILE).exists()
@@ -227,7 +235,7 @@ def finetune_run(
     atomic_write_json(folder / INPUTS_FILE, wanted)  # before training,
     # so that resuming an interrupted run can check it continues the same one
     result = fine_tune(net, train_set, dev_set, config, callbacks=callbacks, output_dir=folder,
-                       resume_from=folder if resume else None)
+                       resume_from=folder if resume else None, bias_probs=bias_probs)
     metrics: dict[str, Any] = {
         "model": info.model,
         "best_epoch": result.best_epoch + 1,
