@@ -128,14 +128,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     info, config = recipe(args)
     spec = GridSpec(info, config, vary, seeds=args.seeds, baseline=baseline or None,
                     train_size=args.train_size, dev_size=args.dev_size,
-                    test_size=args.test_size, data_seed=args.seed, data_dir=args.data_dir)
+                    test_size=args.test_size, data_seed=args.seed, data_dir=args.data_dir,
+                    score_on=args.score_on)
     cells = len(spec.variants()) * len(spec.seeds)
     print(f"grid: {len(spec.variants())} variants x {len(spec.seeds)} seeds = {cells} runs; "
           f"baseline {variant_label(spec.baseline_variant())}", flush=True)
 
     def report(cell) -> None:
         done = "re-used" if cell.reused else "trained"
-        print(f"{variant_label(cell.variant)}, seed {cell.seed}: {done}, test accuracy "
+        print(f"{variant_label(cell.variant)}, seed {cell.seed}: {done}, {args.score_on} accuracy "
               f"{cell.correct.mean():.4f}", flush=True)
 
     result = run_grid(spec, args.output, jobs=args.jobs, on_cell=report)
@@ -336,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seeds, default=(0,), help="training seeds, e.g. 0,1,2")
     p.add_argument("--baseline", action="append", metavar="NAME=VALUE",
                    help="the variant the others are compared with (default: first values)")
+    p.add_argument("--score-on", default="test", choices=["test", "dev"],
+                   help="the split the verdicts are computed on (default test; dev when the "
+                   "comparison chooses a setting and test must stay unseen)")
     p.add_argument("--jobs", type=_positive_int,
                    help="runs at once (default: one per GPU, else one per 4 CPU cores)")
     p.add_argument("--output", required=True, help="folder for the grid's runs and tables")

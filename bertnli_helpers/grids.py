@@ -28,7 +28,7 @@ from .comparison import compare, correct_mask, learning_check, seed_spread
 from .errors import GridError
 from .files import atomic_write, atomic_write_json, atomic_write_text
 
-PROBS_FILE = "test_probs.npy"
+PROBS_FILE = "scored_probs.npy"  # probabilities on the split the verdicts are computed on
 GRID_FILE = "grid.json"
 
 
@@ -141,10 +141,14 @@ class GridSpec:
     test_size: int | None = None
     data_seed: int = 0  # the pairs are the same for every seed: seeds vary the training only
     data_dir: str | None = None
+    score_on: str = "test"  # the split the verdicts are computed on: "test", or "dev" when the
+    # comparison drives a decision (the test split is then never looked at)
 
     def __post_init__(self) -> None:
         if not self.seeds:
             raise GridError("a grid needs at least one seed")
+        if self.score_on not in ("dev", "test"):
+            raise GridError(f"score_on must be 'dev' or 'test', not {self.score_on!r}")
         for name, value in (self.baseline or {}).items():
             if value not in self.vary.get(name, ()):
                 raise GridError(f"baseline {name}={value} is not one of the values varied")
@@ -169,7 +173,7 @@ class CellResult:
     variant: Variant
     seed: int
     metrics: dict[str, Any]
-    correct: np.ndarray  # which test pairs the cell's classifier got right
+    correct: np.ndarray  # which scored pairs (spec.score_on) the classifier got right
     labels: np.ndarray
     reused: bool
     folder: Path
@@ -180,7 +184,8 @@ def _splits(spec: GridSpec, train_size: int | None):
 
     train = read_records(spec.data_dir, "train").sample(train_size, spec.data_seed)
     dev = read_records(spec.data_dir, "dev").sample(spec.dev_size, spec.data_seed)
-    test = read_records(spec.data_dir, "test").sample(spec.test_size, spec.data_seed)
+    test = (read_records(spec.data_dir, "test").sample(spec.test_size, spec.data_seed)
+            if spec.score_on == "test" else None)
     return train, dev, test
 
 
@@ -207,14 +212,16 @@ def run_cell(spec: GridSpec, root: Path, variant: Variant, seed: int) -> CellRes
 
     info, config, train_size = cell_recipe(spec, variant, seed)
     train, dev, test = _splits(spec, train_size)
+    scored = test if spec.score_on == "test" else dev
     folder = cell_folder(root, variant, seed)
-    outcome = finetune_run(folder, info, train, dev, test, config, reuse=True,
-                           resume=(folder / CHECKPOINT_FILE).exists(), keep_checkpoint=False)
-    labels = np.array([r.label for r in test.records])
+    outcome = finetune_run(folder, info, train, dev, test if spec.score_on == "test" else None,
+                           config, reuse=True, resume=(folder / CHECKPOINT_FILE).exists(),
+                           keep_checkpoint=False)
+    labels = np.array([r.label for r in scored.records])
     probs_path = folder / PROBS_FILE
     probs = np.load(probs_path) if outcome.reused and probs_path.exists() else None
     if probs is None or len(probs) != len(labels):
-        data = SNLIBERTDataset(test, outcome.tokenizer, info.max_len, info.truncation)
+        data = SNLIBERTDataset(scored, outcome.tokenizer, info.max_len, info.truncation)
         probs = predict(outcome.net, data)
         atomic_write(probs_path, lambda handle: np.save(handle, probs))
     return CellResult(variant, seed, outcome.metrics, correct_mask(probs, labels), labels,
@@ -252,12 +259,13 @@ class GridResult:
             if not runs:
                 continue
             dev_mean, dev_sd = seed_spread([c.metrics["dev_accuracy"] for c in runs])
-            test_mean, test_sd = seed_spread([c.correct.mean() for c in runs])
+            row = {"variant": variant_label(variant), "seeds": len(runs),
+                   "dev mean": dev_mean, "dev sd": dev_sd}
+            if self.spec.score_on == "test":
+                row["test mean"], row["test sd"] = seed_spread([c.correct.mean() for c in runs])
             learned = sum(learning_check(c.correct, c.labels).learned for c in runs)
             rows.append({
-                "variant": variant_label(variant), "seeds": len(runs),
-                "dev mean": dev_mean, "dev sd": dev_sd, "test mean": test_mean,
-                "test sd": test_sd, "learned": f"{learned}/{len(runs)}",
+                **row, "learned": f"{learned}/{len(runs)}",
                 "examples/s": round(float(np.mean([c.metrics["examples_per_s"] for c in runs])), 1),
                 "minutes": round(float(np.mean([c.metrics["train_seconds"] for c in runs])) / 60,
                                  2),
@@ -265,7 +273,7 @@ class GridResult:
         return pd.DataFrame(rows)
 
     def verdicts(self) -> pd.DataFrame:
-        """Every variant against the baseline, paired on the same test pairs and seeds."""
+        """Every variant against the baseline, paired on the same scored pairs and seeds."""
         base = self.spec.baseline_variant()
         rows = []
         for variant in self.spec.variants():

@@ -97,12 +97,12 @@ def test_a_real_grid_killed_mid_way_re_runs_nothing_that_had_finished(tmp_path, 
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
-    while len(list(out.glob("cells/*/*/test_probs.npy"))) < 3 and time.time() < deadline:
+    while len(list(out.glob("cells/*/*/scored_probs.npy"))) < 3 and time.time() < deadline:
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)
     first.wait()
     finished = {p.parent: p.parent.joinpath("metrics.json").stat().st_mtime_ns
-                for p in out.glob("cells/*/*/test_probs.npy")}
+                for p in out.glob("cells/*/*/scored_probs.npy")}
     assert 3 <= len(finished) < 8
 
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
