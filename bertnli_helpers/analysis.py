@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from .data import SNLIBERTDataset
-from .inference import predict
+from .inference import evaluating, predict
 from .snli import LABEL_NAMES, SNLIRecord, SNLISplit
 from .tokenization import TextTokenizer
 
@@ -500,8 +500,8 @@ def fit_hypothesis_baseline(
     """Fit a bag-of-words logistic regression on hypotheses alone (train split)."""
     config = config or BaselineConfig()
     pipeline = baseline_pipeline(config)
-    # The solver makes many tiny BLAS calls; on a busy machine threads only make them slower
-    # (measured: 6 s with 2 BLAS threads against 0.4 s with one, on the 1% train sample).
+    # The solver makes many tiny BLAS calls, too small to share among threads: more BLAS threads
+    # only add synchronisation, which on a busy machine makes the fit many times slower.
     with threadpool_limits(limits=1, user_api="blas"):
         pipeline.fit(list(hypotheses), np.asarray(labels))
     return HypothesisBaseline(pipeline, config)
@@ -547,12 +547,8 @@ def attention_for_pair(
         raise IndexError(f"pair {i} is not in a dataset of {len(dataset)} pairs")
     device = next(model.parameters()).device
     (tokens, segments, valid), _ = dataset.batch([i])
-    was_training = model.training
-    model.eval()  # no embedding dropout in the maps
-    try:
+    with evaluating(model):  # no embedding dropout in the maps
         maps = model.encoder.attention_maps(
             tokens.to(device), segments.to(device), valid.to(device)
         )
-    finally:
-        model.train(was_training)
     return dataset.tokens_of(i), maps[:, 0].float().cpu().numpy()

@@ -54,15 +54,6 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 # -- finetune --------------------------------------------------------------------------------
-def _load_splits(args: argparse.Namespace):
-    from .snli import read_records
-
-    train = read_records(args.data_dir, "train").sample(args.train_size, args.seed)
-    dev = read_records(args.data_dir, "dev").sample(args.dev_size, args.seed)
-    test = read_records(args.data_dir, "test").sample(args.test_size, args.seed)
-    return train, dev, test
-
-
 def recipe(args: argparse.Namespace):
     """The ``RunInfo`` and ``TrainConfig`` that a finetune or compare command line asks for."""
     from .pretrained import suggested_pooling
@@ -82,6 +73,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from .callbacks import ProgressBar
     from .checkpoints import CHECKPOINT_FILE
     from .runs import finetune_run, write_metrics
+    from .snli import sample_splits
 
     out = Path(args.output)
     if not args.resume and (out / "run.json").exists():
@@ -91,7 +83,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.resume and not (out / CHECKPOINT_FILE).exists():
         raise UsageError(f"--resume: no {CHECKPOINT_FILE} in {out} to continue from")
     info, config = recipe(args)
-    train, dev, test = _load_splits(args)
+    train, dev, test = sample_splits(args.data_dir, train_size=args.train_size,
+                                     dev_size=args.dev_size, test_size=args.test_size,
+                                     seed=args.seed)
     print(f"model {args.model}; train {len(train)}, dev {len(dev)}, test {len(test)} pairs; "
           f"preset {args.preset}", flush=True)
     started = time.perf_counter()
@@ -221,9 +215,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         raise UsageError("give a PREMISE and a HYPOTHESIS, or --file with one pair per line")
     net, tokenizer, info = load_finetuned(args.run, device=args.device)
-    if tokenizer.text_form == "book":  # the book's vocabulary expects tokens split like SNLI's
-        premises = [tokenizer.split_like_parse(p) for p in premises]
-        hypotheses = [tokenizer.split_like_parse(h) for h in hypotheses]
+    premises = [tokenizer.prepare_typed(p) for p in premises]
+    hypotheses = [tokenizer.prepare_typed(h) for h in hypotheses]
     data = SNLIBERTDataset((premises, hypotheses, [0] * len(premises)), tokenizer,
                            info.max_len, info.truncation, cache=False)
     truncated = int(data.encoded.truncated.sum())

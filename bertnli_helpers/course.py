@@ -8,7 +8,6 @@ their key numbers with :func:`record`, which the course summary table reads back
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -22,9 +21,12 @@ RESULTS_FILE = "results.json"
 OUTPUT_ENV = "BERTNLI_COURSE_OUTPUT"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile:
-    """How much data and training each notebook uses (None: the whole split)."""
+    """How much data and training each notebook uses (None: the whole split).
+
+    Keyword fields only: eleven numbers in a row cannot be read, or reordered safely.
+    """
 
     name: str
     train_size: int | None
@@ -40,18 +42,26 @@ class Profile:
     model: str = "minilm"
     bigger_model: str = "minilm"  # the exercise's "bigger BERT" when bert.base is not at hand
     compare_batch_size: int = 32  # smaller batches give short comparison runs enough steps
+    compare_seeds: tuple[int, ...] = (0,)  # training seeds of each comparison (noise visible)
 
 
 PROFILES: dict[str, Profile] = {
     # CI: every cell runs on a few real pairs; numbers are not meaningful.
-    "tiny": Profile("tiny", 64, 64, 64, 1, 4, 48, 1, 2, 200, (16, 32)),
+    "tiny": Profile(name="tiny", train_size=64, dev_size=64, test_size=64, epochs=1, max_steps=4,
+                    compare_train_size=48, compare_epochs=1, compare_max_steps=2,
+                    analysis_size=200, max_lens=(16, 32)),
     # A CPU laptop: the whole course in about a quarter of an hour. Comparison runs take batches
     # of 16 so that one epoch of 1,000 pairs is 63 steps: enough for minilm to learn something.
-    "quick": Profile("quick", 2000, 1000, 2000, 2, None, 1000, 1, None, 3000, (16, 24, 32, 64),
-                     compare_batch_size=16),
+    "quick": Profile(name="quick", train_size=2000, dev_size=1000, test_size=2000, epochs=2,
+                     max_steps=None, compare_train_size=1000, compare_epochs=1,
+                     compare_max_steps=None, analysis_size=3000, max_lens=(16, 24, 32, 64),
+                     compare_batch_size=16, compare_seeds=(0, 1)),
     # A GPU and the whole corpus.
-    "full": Profile("full", None, None, None, 3, None, 50000, 1, None, None,
-                    (16, 24, 32, 48, 64, 128), bigger_model="bert.base"),
+    "full": Profile(name="full", train_size=None, dev_size=None, test_size=None, epochs=3,
+                    max_steps=None, compare_train_size=50000, compare_epochs=1,
+                    compare_max_steps=None, analysis_size=None,
+                    max_lens=(16, 24, 32, 48, 64, 128), bigger_model="bert.base",
+                    compare_seeds=(0, 1, 2)),
 }
 
 
@@ -191,10 +201,6 @@ def summary_table(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def profile_dict(name: str) -> dict[str, Any]:
-    return dataclasses.asdict(get_profile(name))
-
-
 @dataclass
 class NotebookContext:
     """What every notebook's set-up cell gives back: settings resolved once, in one place."""
@@ -220,15 +226,12 @@ class NotebookContext:
 
         ``train_size="compare"`` gives the smaller train sample of the comparison runs.
         """
-        from .snli import read_records
+        from .snli import sample_splits
 
         size = {"profile": self.profile.train_size,
                 "compare": self.profile.compare_train_size}.get(train_size, train_size)
-        return (
-            read_records(self.data_dir, "train").sample(size, self.seed),
-            read_records(self.data_dir, "dev").sample(self.profile.dev_size, self.seed),
-            read_records(self.data_dir, "test").sample(self.profile.test_size, self.seed),
-        )
+        return sample_splits(self.data_dir, train_size=size, dev_size=self.profile.dev_size,
+                             test_size=self.profile.test_size, seed=self.seed)
 
     def train_config(self, preset_name: str = "tuned", *, compare: bool = False, **changes: Any):
         """A preset sized for the profile: its epochs and step cap, this device and seed."""
@@ -261,15 +264,52 @@ class NotebookContext:
 
         return BERTClassifier(bert, **{"pooling": self.pooling, **changes})
 
-    def main_run(self, callbacks: Sequence[Any] = ()):
+    def main_run(self, callbacks: Sequence[Any] = (), config: Any = None):
         """The course's main fine-tuning run (notebook 4), re-made only when missing or made with
-        other settings, so that notebooks 5 and 6 analyse the same model."""
+        other settings, so that notebooks 5 and 6 analyse the same model. ``config`` (default:
+        the tuned preset at the profile's size) may be changed, e.g. ``ctx.train_config(lr=3e-4)``:
+        the run's fingerprint then differs and it is trained again."""
         from .runs import finetune_run
 
         train, dev, test = self.splits()
         folder = f"runs/main-{Path(self.model).name}-{self.profile.name}-seed{self.seed}"
         return finetune_run(self.path(folder), self.run_info(), train, dev, test,
-                            self.train_config(), callbacks=callbacks, keep_checkpoint=False)
+                            config or self.train_config(), callbacks=callbacks,
+                            keep_checkpoint=False)
+
+    def compare(self, name: str, vary: dict[str, Sequence[Any]], *, preset_name: str = "tuned",
+                seeds: Sequence[int] | None = None, baseline: dict[str, Any] | None = None,
+                info: dict[str, Any] | None = None, train_size: int | str | None = "compare",
+                score_on: str = "dev", **config_changes: Any):
+        """Fine-tune every variant of ``vary`` once per seed at the profile's comparison size,
+        and compare each with the baseline on the same pairs (``grids.run_grid``).
+
+        Verdicts are computed on dev by default: a comparison that chooses a setting must not
+        look at test. Finished runs are re-used, so running a cell again costs nothing.
+        """
+        from .grids import GridSpec, run_grid
+
+        size = {"profile": self.profile.train_size,
+                "compare": self.profile.compare_train_size}.get(train_size, train_size)
+        spec = GridSpec(self.run_info(**(info or {})),
+                        self.train_config(preset_name, compare=True, **config_changes),
+                        {key: tuple(values) for key, values in vary.items()},
+                        seeds=tuple(seeds if seeds is not None else self.profile.compare_seeds),
+                        baseline=baseline, train_size=size, dev_size=self.profile.dev_size,
+                        test_size=self.profile.test_size, data_seed=self.seed,
+                        data_dir=str(self.data_dir), score_on=score_on)
+        return run_grid(spec, self.path(f"grids/{name}-{self.profile.name}-seed{self.seed}"),
+                        jobs=1)
+
+
+def show_grid(result: Any) -> None:
+    """Display a grid's table and the sentences generated from its verdicts."""
+    from IPython.display import Markdown, display
+
+    from .grids import markdown_table
+
+    display(Markdown(markdown_table(result.table())))
+    display(Markdown("\n".join(f"- {sentence}" for sentence in result.sentences())))
 
 
 def setup_notebook(

@@ -22,15 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
 from .files import atomic_write
 from .snli import SNLISplit
 from .tokenization import TextTokenizer
-from .truncation import STRATEGIES, get_strategy
+from .truncation import SPECIAL_TOKENS_PER_PAIR, STRATEGIES, get_strategy
 
 CACHE_FORMAT = 1  # bump when the stored arrays change meaning
-SPECIAL_TOKENS_PER_PAIR = 3  # <cls>, <sep>, <sep>
 
 Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Batch = tuple[Inputs, torch.Tensor]
@@ -102,9 +101,9 @@ def _token_ids(tokenizer: TextTokenizer, texts: Sequence[str]) -> list[list[int]
 
     The book's vocabulary goes through the tokenizer's own book split (``tokenize``:
     ``text.lower().split()``, exactly ``d2l.tokenize``) and its ``token_to_idx`` lookup (as
-    ``tokenizer[tokens]`` does it): the same ids as ``encode_batch``, about ten times faster,
-    because for a word-level vocabulary the ``tokenizers`` library spends its time building one
-    ``Encoding`` object per text.
+    ``tokenizer[tokens]`` does it): the same ids as ``encode_batch``, but faster, because for a
+    word-level vocabulary the ``tokenizers`` library spends its time building one ``Encoding``
+    object per text, not splitting words (``benchmarks/preprocess.py`` times the pipeline).
     """
     if tokenizer.kind == "book":
         tokenize, get, unk = tokenizer.tokenize, tokenizer.token_to_idx.get, tokenizer.unk_id
@@ -318,10 +317,6 @@ class SNLIBERTDataset(Dataset):
         segments = torch.tensor(self.segments_of(i))
         return (ids, segments, torch.tensor(end - start)), self.labels[i]
 
-    def __getitems__(self, indices: Sequence[int]) -> Batch:
-        """A whole batch at once, padded to its longest pair (used by the DataLoader)."""
-        return self.batch(indices)
-
     def batch(self, indices: Sequence[int], pad_to: int | None = None) -> Batch:
         """Padded ``((tokens, segments, valid_lens), labels)`` for the given pairs."""
         idx = np.asarray(indices, dtype=np.int64)
@@ -355,10 +350,6 @@ class SNLIBERTDataset(Dataset):
 
     def memory_bytes(self) -> int:
         return self.encoded.nbytes()
-
-
-def _collate_prebatched(batch: Batch) -> Batch:
-    return batch
 
 
 class LengthBucketSampler(Sampler[list[int]]):
@@ -451,24 +442,3 @@ class RandomBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
-
-
-def make_loader(
-    dataset: SNLIBERTDataset,
-    batch_size: int,
-    *,
-    shuffle: bool = True,
-    bucket: bool = True,
-    seed: int = 0,
-    num_workers: int = 0,
-) -> DataLoader:
-    """A DataLoader of padded batches: length-bucketed (dynamic padding) by default."""
-    if bucket:
-        sampler: Sampler = LengthBucketSampler(
-            dataset.lengths, batch_size, shuffle=shuffle, seed=seed
-        )
-    else:
-        sampler = RandomBatchSampler(len(dataset), batch_size, shuffle=shuffle, seed=seed)
-    return DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=_collate_prebatched, num_workers=num_workers
-    )

@@ -343,7 +343,7 @@ def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
              progress: bool = True, on_cell: Callable[[CellResult], None] | None = None
              ) -> GridResult:
     """Run every cell not finished yet (``jobs`` processes at once), then save the tables."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     root = Path(root)
     cells = list(spec.cells())
@@ -352,7 +352,7 @@ def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
                                          "seeds": list(spec.seeds),
                                          "baseline": variant_label(spec.baseline_variant())})
     result = GridResult(spec)
-    bar = tqdm(total=len(cells), desc="grid", unit="run", disable=not progress)
+    bar = progress_bar(total=len(cells), desc="grid", unit="run", disable=not progress)
     for cell in _execute(spec, root, cells, jobs):
         result.cells.append(cell)
         bar.update(1)

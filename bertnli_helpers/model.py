@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputTooLongError
+from .inference import evaluating
 
 Flavour = Literal["book", "hf"]
 
@@ -75,6 +76,13 @@ def padding_mask(valid_lens: torch.Tensor | None, seq_len: int) -> torch.Tensor 
     if bool(keep.all()):
         return None
     return keep[:, None, None, :]
+
+
+def masked_mean(encoded: torch.Tensor, valid_lens: torch.Tensor | None) -> torch.Tensor:
+    """Mean pooling: each row's states ``(batch, seq, hidden)`` averaged over its first
+    ``valid_lens`` ``(batch,)`` positions (None: all), so padding never counts: ``(batch, hidden)``.
+    """
+    return _masked_mean(encoded, _valid_positions(encoded, valid_lens))
 
 
 class SelfAttention(nn.Module):
@@ -183,15 +191,13 @@ class BERTEncoder(nn.Module):
 
         Computed in eval mode (no dropout), whatever mode the model is in.
         """
-        was_training = self.training
-        self.eval()
-        mask = padding_mask(valid_lens, tokens.shape[1])
-        x = self.embed(tokens, segments)
         maps = []
-        for block in self.blocks:
-            x, weights = block(x, mask, need_weights=True)
-            maps.append(weights)
-        self.train(was_training)
+        with evaluating(self):
+            mask = padding_mask(valid_lens, tokens.shape[1])
+            x = self.embed(tokens, segments)
+            for block in self.blocks:
+                x, weights = block(x, mask, need_weights=True)
+                maps.append(weights)
         return torch.stack(maps)
 
 
@@ -261,7 +267,7 @@ class MeanPooling(PoolingHead):
 
     def forward(self, encoded: torch.Tensor, valid_lens: torch.Tensor | None,
                 segments: torch.Tensor | None) -> torch.Tensor:
-        return _masked_mean(encoded, _valid_positions(encoded, valid_lens))
+        return masked_mean(encoded, valid_lens)
 
 
 class PairPooling(PoolingHead):

@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .snli import LABEL_NAMES
+from .truncation import SPECIAL_TOKENS_PER_PAIR
 
 
 def training_curves(history: Sequence[dict[str, float]], title: str | None = None) -> Figure:
@@ -51,12 +52,14 @@ def length_histograms(
 ) -> Figure:
     """Token lengths of premises, hypotheses and packed pairs, side by side.
 
-    ``packed`` defaults to the untruncated packed length (premise + hypothesis + 3), the number
-    that ``max_len`` is compared with; ``max_len`` draws that limit on the packed panel and says
-    how many pairs exceed it.
+    ``packed`` defaults to the untruncated packed length (premise + hypothesis + the special
+    tokens), the number that ``max_len`` is compared with; ``max_len`` draws that limit on the
+    packed panel and says how many pairs exceed it.
     """
     premise, hypothesis = np.asarray(premise), np.asarray(hypothesis)
-    packed = premise + hypothesis + 3 if packed is None else np.asarray(packed)
+    if packed is None:
+        packed = premise + hypothesis + SPECIAL_TOKENS_PER_PAIR
+    packed = np.asarray(packed)
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     panels = (("premise", premise, "C0"), ("hypothesis", hypothesis, "C1"),
               ("packed pair", packed, "C2"))

@@ -5,7 +5,8 @@ classifier settings; with ``best_model.pt`` beside it, ``load_finetuned(folder)`
 fine-tuned classifier and its tokenizer. Notebook 5 analyses what notebook 4 trained this way,
 and ``bertnli evaluate`` / ``predict`` use the same function.
 
-``run_inputs.json`` records everything that decided the run: the ``RunInfo`` as asked, the
+``run_inputs.json`` records everything that decided the run: the ``RunInfo`` as asked, how the
+pairs were encoded (the ``encode`` function: whole pairs, or hypotheses only), the
 ``TrainConfig`` (but its ``device``) and a fingerprint of the train, dev and test pairs.
 ``finetune_run(reuse=True)`` loads a finished run only when all of them match the call's.
 """
@@ -15,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,6 @@ class RunInfo:
     freeze_encoder: bool = False
     pooling: str = "cls"  # what the MLP classifies: a name in model.POOLING_HEADS
     model_config: dict[str, Any] | None = None  # sizes of a model only the run holds ("scratch")
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / RUN_FILE
@@ -74,7 +74,9 @@ class RunInfo:
                 f"{folder} is not a fine-tuning run folder (no {RUN_FILE}); "
                 "pass the --output folder of 'bertnli finetune' or of notebook 4"
             )
-        return cls(**json.loads(path.read_text()))
+        fields = json.loads(path.read_text())
+        fields.pop("extra", None)  # an empty field older versions wrote and nothing read
+        return cls(**fields)
 
 
 def is_finished_run(folder: str | Path) -> bool:
@@ -118,12 +120,34 @@ def split_fingerprint(split: SNLISplit | None) -> dict[str, Any] | None:
     return {"pairs": len(split), "sha1": digest.hexdigest()[:16]}
 
 
+Encode = Callable[..., SNLIBERTDataset]
+"""How a run turns pairs into a dataset: ``encode(pairs, tokenizer, max_len, truncation)``, as
+``SNLIBERTDataset`` (the whole pair) or ``analysis.hypothesis_only_dataset`` (premises emptied)."""
+
+
+def encoding_name(encode: Encode) -> str:
+    """The importable name of ``encode``, which a run's fingerprint records: two runs that encode
+    their pairs differently (whole pairs, hypotheses only) are different runs."""
+    module = getattr(encode, "__module__", None)
+    qualname = getattr(encode, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise ValueError(
+            f"encode must be a module-level function or class (not {encode!r}): a run's "
+            "fingerprint records its name, so that a changed encoding is never re-used"
+        )
+    return f"{module}.{qualname}"
+
+
+DEFAULT_ENCODING = encoding_name(SNLIBERTDataset)
+
+
 def run_inputs(info: RunInfo, train: SNLISplit, dev: SNLISplit, test: SNLISplit | None,
-               config: TrainConfig) -> dict[str, Any]:
+               config: TrainConfig, encode: Encode = SNLIBERTDataset) -> dict[str, Any]:
     """What decides a run's result, as ``run_inputs.json`` stores it (``device`` left out)."""
     train_config = dataclasses.asdict(config)
     train_config.pop("device")
-    inputs = {"info": dataclasses.asdict(info), "train_config": train_config,
+    inputs = {"info": {**dataclasses.asdict(info), "encode": encoding_name(encode)},
+              "train_config": train_config,
               "data": {name: split_fingerprint(split)
                        for name, split in (("train", train), ("dev", dev), ("test", test))}}
     return json.loads(json.dumps(inputs))  # compared with what JSON gives back
@@ -132,9 +156,21 @@ def run_inputs(info: RunInfo, train: SNLISplit, dev: SNLISplit, test: SNLISplit 
 def saved_inputs(folder: str | Path) -> dict[str, Any] | None:
     """The ``run_inputs.json`` of a run folder; None when missing or unreadable (old runs)."""
     try:
-        return json.loads((Path(folder) / INPUTS_FILE).read_text())
+        saved = json.loads((Path(folder) / INPUTS_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return _in_current_form(saved)
+
+
+def _in_current_form(saved: Any) -> Any:
+    """Inputs saved by older versions, as this one writes them, so their runs are still re-used:
+    those had an empty ``info.extra`` and always encoded whole pairs."""
+    info = saved.get("info") if isinstance(saved, dict) else None
+    if isinstance(info, dict):
+        if info.get("extra") == {}:
+            del info["extra"]
+        info.setdefault("encode", DEFAULT_ENCODING)
+    return saved
 
 
 def _differences(saved: dict[str, Any] | None, wanted: dict[str, Any],
@@ -186,6 +222,7 @@ def finetune_run(
     reuse: bool = True,
     keep_checkpoint: bool = True,
     bias_probs: Any = None,
+    encode: Encode = SNLIBERTDataset,
 ) -> RunOutcome:
     """Fine-tune ``info.model`` into ``folder`` and evaluate it on test.
 
@@ -197,13 +234,14 @@ def finetune_run(
     run is finished; ``best_model.pt`` stays, which is all ``load_finetuned`` needs.
     ``bias_probs``: the bias expert's probabilities of the train pairs, for a debiasing
     ``config.objective``; their fingerprint goes into ``info.extra``, so a run is re-used only
-    with the same bias expert.
+    with the same bias expert. ``encode`` makes the datasets from the pairs (see ``Encode``): a
+    hypothesis-only run passes ``analysis.hypothesis_only_dataset``, and its fingerprint says so.
     """
     folder = Path(folder)
     if bias_probs is not None:
         digest = hashlib.sha1(np.ascontiguousarray(bias_probs, dtype=np.float32).tobytes())
         info = dataclasses.replace(info, extra={**info.extra, "bias_sha1": digest.hexdigest()[:16]})
-    wanted = run_inputs(info, train, dev, test, config)
+    wanted = run_inputs(info, train, dev, test, config, encode)
     saved = saved_inputs(folder)
     finished = is_finished_run(folder) and (folder / METRICS_FILE).exists()
     if reuse and finished and not _differences(saved, wanted):
@@ -223,14 +261,14 @@ def finetune_run(
                                   f"settings or pairs ({'; '.join(differ)})")
     if not resume:
         _clear_run_files(folder)  # no stale checkpoint, best weights or metrics survive
-    info = dataclasses.replace(info, extra=dict(info.extra))  # the caller's stays as asked
+    info = dataclasses.replace(info)  # a copy: the caller's stays as asked
     bert, tokenizer, info.model_config = load_for_run(info.model, info.model_config,
                                                       seed=config.seed)
     torch.manual_seed(config.seed)  # the new output layer starts the same in every run
     net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
-    encode = {"max_len": info.max_len, "truncation": info.truncation}
-    train_set = SNLIBERTDataset(train, tokenizer, **encode)
-    dev_set = SNLIBERTDataset(dev, tokenizer, **encode)
+    encoding = {"max_len": info.max_len, "truncation": info.truncation}
+    train_set = encode(train, tokenizer, **encoding)
+    dev_set = encode(dev, tokenizer, **encoding)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / INPUTS_FILE, wanted)  # before training,
     # so that resuming an interrupted run can check it continues the same one
@@ -246,7 +284,7 @@ def finetune_run(
                                  if "examples_per_s" in r]),
     }
     if test is not None:
-        test_metrics = evaluate(net, SNLIBERTDataset(test, tokenizer, **encode))
+        test_metrics = evaluate(net, encode(test, tokenizer, **encoding))
         metrics.update(test_accuracy=test_metrics["accuracy"], test_loss=test_metrics["loss"])
     info.save(folder)
     write_metrics(folder, metrics)

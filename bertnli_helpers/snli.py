@@ -315,6 +315,25 @@ def read_records(data_dir: str | os.PathLike[str] | None, split: str | bool) -> 
     return _load(data_dir, split, stacklevel=3)
 
 
+def sample_splits(
+    data_dir: str | os.PathLike[str] | None,
+    *,
+    train_size: int | None,
+    dev_size: int | None,
+    test_size: int | None,
+    seed: int = 0,
+) -> tuple[SNLISplit, SNLISplit, SNLISplit]:
+    """Random (train, dev, test) samples of these sizes (None: a whole split).
+
+    The one rule the CLI and the notebooks share, so the same sizes and seed give the same pairs
+    wherever a run is made: that is what lets a notebook re-use another's run.
+    """
+    train = _load(data_dir, "train", stacklevel=3).sample(train_size, seed)  # warns the caller
+    dev = _load(data_dir, "dev", stacklevel=3).sample(dev_size, seed)
+    test = _load(data_dir, "test", stacklevel=3).sample(test_size, seed)
+    return train, dev, test
+
+
 def read_snli(
     data_dir: str | os.PathLike[str] | None = None,
     split: str | bool = "train",

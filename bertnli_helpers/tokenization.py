@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,11 @@ WORDPIECE_SPECIALS = SpecialTokens(
     cls="[CLS]", sep="[SEP]", pad="[PAD]", unk="[UNK]", mask="[MASK]"
 )
 
+
+# The book's special tokens in the order of its vocabularies: <unk> first (id 0), then d2l's
+# reserved tokens; and how often a word must occur to get an id of its own.
+BOOK_RESERVED = ("<unk>", "<pad>", "<mask>", "<cls>", "<sep>")
+BOOK_MIN_FREQ = 5
 
 _PARSE_TOKEN = re.compile(r"\w+(?:[-']\w+)*|[^\w\s]")
 
@@ -105,10 +111,16 @@ class TextTokenizer:
             return [text.lower().split() for text in texts]
         return [e.tokens for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
-    def split_like_parse(self, text: str) -> str:
-        """Typed text spaced like SNLI's parse text ("dog." -> "dog ."), for the book's vocabulary,
-        whose entries are the parse tokens."""
-        return " ".join(_PARSE_TOKEN.findall(text))
+    def prepare_typed(self, text: str) -> str:
+        """Text a person typed, in the form this vocabulary was built from.
+
+        The book's vocabulary holds SNLI's parse tokens, so typed text is spaced like the parse
+        text ("dog." -> "dog ."); WordPiece splits raw text itself, so it gets the text unchanged.
+        Every place that tokenizes typed text (widgets, ``bertnli predict``, notebooks) calls this.
+        """
+        if self.text_form == "book":
+            return " ".join(_PARSE_TOKEN.findall(text))
+        return text
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of many texts in one fast call (no special tokens added)."""
@@ -147,6 +159,28 @@ def book_tokenizer(idx_to_token: Sequence[str]) -> TextTokenizer:
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return TextTokenizer(backend, "book", BOOK_SPECIALS)
+
+
+def book_word_counts(texts: Iterable[str]) -> Counter[str]:
+    """How often each word occurs in ``texts``, split as the book's tokenizer splits them
+    (lower-cased, on white space): what a book-style vocabulary is built from."""
+    return Counter(word for text in texts for word in text.lower().split())
+
+
+def build_book_vocab(word_counts: Mapping[str, int], *,
+                     min_freq: int = BOOK_MIN_FREQ) -> TextTokenizer:
+    """A word vocabulary made the book's way: ``BOOK_RESERVED``, then every word seen at least
+    ``min_freq`` times, most frequent first; every other word becomes ``<unk>``.
+
+    It keeps the words ``d2l.Vocab(tokens, min_freq, reserved_tokens)`` keeps, in the order of
+    d2l before 1.0 (``<unk>``, the reserved tokens, then by frequency); d2l 1.0 sorts its list
+    alphabetically instead.
+    """
+    if min_freq < 1:
+        raise ValueError(f"min_freq must be at least 1, not {min_freq}")
+    by_frequency = sorted(word_counts.items(), key=lambda item: item[1], reverse=True)
+    words = [w for w, count in by_frequency if count >= min_freq and w not in BOOK_RESERVED]
+    return book_tokenizer([*BOOK_RESERVED, *words])
 
 
 def load_book_vocab(path: str | Path) -> TextTokenizer:

@@ -1,7 +1,7 @@
 """Pair truncation strategies: which tokens of a (premise, hypothesis) pair fit BERT's input.
 
 A strategy is a pure function ``fn(p_tokens, h_tokens, budget) -> (p_kept, h_kept)``. ``budget``
-is the number of content tokens allowed, ``max_len - 3`` for ``<cls> p <sep> h <sep>``. Every
+is the number of content tokens allowed: ``max_len - SPECIAL_TOKENS_PER_PAIR``. Every
 strategy returns new lists (the inputs are never mutated), keeps the order of the tokens, decides
 from the two lengths alone (never from token values, which is what lets ``truncate_with_report``
 locate what was dropped), and promises:
@@ -36,6 +36,7 @@ from typing import Generic, TypeVar
 
 __all__ = [
     "HEAD_SHARE",
+    "SPECIAL_TOKENS_PER_PAIR",
     "STRATEGIES",
     "Strategy",
     "TruncationReport",
@@ -60,6 +61,10 @@ Strategy = Callable[[Sequence[T], Sequence[T], int], tuple[list[T], list[T]]]
 # 128 of 510 in Sun et al. (2019), "How to Fine-Tune BERT for Text Classification?", whose
 # head+tail was the best way to cut long texts there.
 HEAD_SHARE = 0.25
+
+# <cls> p <sep> h <sep>: what a packed pair holds besides its tokens, so the truncation
+# budget of a pair is max_len minus this (the dataset, widgets and plots all import it).
+SPECIAL_TOKENS_PER_PAIR = 3
 
 
 def _check_budget(budget: int) -> int:
@@ -274,7 +279,7 @@ def truncation_summary(
 
     Works on lengths alone (strategies are positional), so it is cheap on a whole split.
     """
-    budget = _check_budget(max_len - 3)
+    budget = _check_budget(max_len - SPECIAL_TOKENS_PER_PAIR)
     rows = []
     for name in strategies or list(STRATEGIES):
         fn = get_strategy(name)

@@ -26,13 +26,19 @@ from .data import SNLIBERTDataset
 from .inference import predict
 from .snli import LABEL_NAMES
 from .tokenization import TextTokenizer
-from .truncation import STRATEGIES, TruncationReport, truncate_with_report, truncation_summary
+from .truncation import (
+    SPECIAL_TOKENS_PER_PAIR,
+    STRATEGIES,
+    TruncationReport,
+    truncate_with_report,
+    truncation_summary,
+)
 
-__all__ = ["ErrorBrowser", "PackedPair", "PairPacker", "PredictionPlayground",
-           "TruncationExplorer"]
+__all__ = ["STYLE", "ErrorBrowser", "PackedPair", "PairPacker", "PredictionPlayground",
+           "TruncationExplorer", "tokens_html"]
 
-SPECIALS_PER_PAIR = 3  # <cls> p <sep> h <sep>
-_STYLE = """<style>
+# The views' CSS, once per output; a page showing ``tokens_html`` outside a view needs it too.
+STYLE = """<style>
 .bn-tok{display:inline-block;margin:1px;padding:0 3px;border-radius:3px;background:#eef;
 font-family:monospace}
 .bn-drop{background:#fdd;color:#a00;text-decoration:line-through}
@@ -99,7 +105,9 @@ def _controls_html(box: widgets.Box) -> str:
     return f'<p class="bn-settings">{"<br>".join(settings)}</p>' if settings else ""
 
 
-def _tokens_html(tokens: Sequence[str], dropped_at: Sequence[int] = ()) -> str:
+def tokens_html(tokens: Sequence[str], dropped_at: Sequence[int] = ()) -> str:
+    """Tokens as HTML-escaped chips, those at the positions ``dropped_at`` struck through in red:
+    how the truncation explorer and notebook 3 show what a strategy drops (style: ``STYLE``)."""
     dropped = set(dropped_at)
     spans = [
         f'<s class="bn-tok bn-drop">{_esc(t)}</s>' if i in dropped
@@ -123,10 +131,8 @@ def _prob_bars(probs: Sequence[float], highlight: int | None = None) -> str:
 
 
 def _typed_tokens(tokenizer: TextTokenizer, text: str) -> list[str]:
-    """Tokens of typed text; the book's vocabulary wants it spaced like SNLI's parse text."""
-    if tokenizer.kind == "book":
-        text = tokenizer.split_like_parse(text)
-    return tokenizer.tokenize(text)
+    """Tokens of typed text, prepared as the tokenizer's vocabulary expects."""
+    return tokenizer.tokenize(tokenizer.prepare_typed(text))
 
 
 # -- pair packing -------------------------------------------------------------------------------
@@ -162,7 +168,7 @@ class PairPacker(_View):
     def pack(self) -> PackedPair:
         p = _typed_tokens(self.tokenizer, self.premise.value)
         h = _typed_tokens(self.tokenizer, self.hypothesis.value)
-        report = truncate_with_report(self.truncation, p, h, self.max_len - SPECIALS_PER_PAIR)
+        report = truncate_with_report(self.truncation, p, h, self.max_len - SPECIAL_TOKENS_PER_PAIR)
         tokens, segments = self.tokenizer.pack_tokens(report.premise_kept, report.hypothesis_kept)
         return PackedPair(tokens, list(self.tokenizer[tokens]), segments, report.dropped_count)
 
@@ -183,7 +189,7 @@ class PairPacker(_View):
         note = (f"<p>{packed.dropped} token(s) dropped by <code>{self.truncation}</code> "
                 f"to fit max_len={self.max_len}</p>" if packed.dropped else "")
         self.output.value = (
-            f"{_STYLE}<p>{len(packed.tokens)} tokens (max_len={self.max_len})</p>{note}"
+            f"{STYLE}<p>{len(packed.tokens)} tokens (max_len={self.max_len})</p>{note}"
             f'<div style="overflow-x:auto"><table class="bn-table"><tr><th>position</th>'
             f"{header}</tr>{body}</table></div>"
         )
@@ -209,7 +215,7 @@ class TruncationExplorer(_View):
         self.h_tokens = tokenizer.tokenize_batch(self.hypotheses)
         self.p_lens = [len(t) for t in self.p_tokens]
         self.h_lens = [len(t) for t in self.h_tokens]
-        longest = max(p + h for p, h in zip(self.p_lens, self.h_lens)) + SPECIALS_PER_PAIR
+        longest = max(p + h for p, h in zip(self.p_lens, self.h_lens)) + SPECIAL_TOKENS_PER_PAIR
         self.strategy = widgets.Dropdown(options=list(STRATEGIES), value=strategy,
                                          description="strategy")
         self.max_len = widgets.IntSlider(value=max_len, min=5, max=max(longest, max_len),
@@ -227,7 +233,7 @@ class TruncationExplorer(_View):
     def report(self) -> TruncationReport:
         """What the chosen strategy keeps and drops of the chosen pair."""
         i = self.pair.value
-        budget = self.max_len.value - SPECIALS_PER_PAIR
+        budget = self.max_len.value - SPECIAL_TOKENS_PER_PAIR
         return truncate_with_report(self.strategy.value, self.p_tokens[i], self.h_tokens[i],
                                     budget)
 
@@ -247,11 +253,11 @@ class TruncationExplorer(_View):
                 f'<p class="bn-side" data-side="{side}" data-kept="{len(tokens) - len(dropped)}"'
                 f' data-dropped="{len(dropped)}"><b>{side}</b>: {len(tokens) - len(dropped)} of '
                 f"{len(tokens)} tokens kept, {len(dropped)} dropped<br>"
-                f"{_tokens_html(tokens, dropped)}</p>"
+                f"{tokens_html(tokens, dropped)}</p>"
             )
         truncated = round(summary["truncated_share"] * summary["pairs"])
         self.output.value = (
-            f"{_STYLE}<p>pair {i}: <i>{_esc(self.premises[i])}</i> / "
+            f"{STYLE}<p>pair {i}: <i>{_esc(self.premises[i])}</i> / "
             f"<i>{_esc(self.hypotheses[i])}</i></p>{''.join(sides)}"
             f'<p class="bn-summary">{self.strategy.value} at max_len={self.max_len.value} '
             f"truncates {truncated} of {summary['pairs']} pairs "
@@ -294,10 +300,9 @@ class PredictionPlayground(_View):
         return None if self.probabilities is None else LABEL_NAMES[int(self.probabilities.argmax())]
 
     def _dataset(self) -> SNLIBERTDataset:
-        texts = [self.premise.value, self.hypothesis.value]
-        if self.tokenizer.kind == "book":
-            texts = [self.tokenizer.split_like_parse(t) for t in texts]
-        return SNLIBERTDataset(([texts[0]], [texts[1]], [0]), self.tokenizer, self.max_len,
+        premise, hypothesis = (self.tokenizer.prepare_typed(text)
+                               for text in (self.premise.value, self.hypothesis.value))
+        return SNLIBERTDataset(([premise], [hypothesis], [0]), self.tokenizer, self.max_len,
                                self.truncation, cache=False)
 
     def predict(self) -> np.ndarray | None:
@@ -312,7 +317,7 @@ class PredictionPlayground(_View):
         note = (f"<p>(truncated to max_len={self.max_len})</p>"
                 if dataset.encoded.truncated[0] else "")
         self.output.value = (
-            f'{_STYLE}<p class="bn-label">prediction: <b>{LABEL_NAMES[best]}</b></p>'
+            f'{STYLE}<p class="bn-label">prediction: <b>{LABEL_NAMES[best]}</b></p>'
             f"{_prob_bars(self.probabilities, best)}{note}"
         )
         return self.probabilities
@@ -417,7 +422,7 @@ class ErrorBrowser(_View):
         where = (f"showing {start + 1}–{start + len(shown)}, page {self.page + 1} of {self.pages}"
                  if len(shown) else "nothing to show")
         self.output.value = (
-            f'{_STYLE}<p class="bn-count" data-count="{len(chosen)}"><b>{len(chosen)}</b> of '
+            f'{STYLE}<p class="bn-count" data-count="{len(chosen)}"><b>{len(chosen)}</b> of '
             f"{len(self.frame)} pairs match ({where})</p>{pairs}"
         )
         return self.output.value

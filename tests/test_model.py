@@ -13,6 +13,7 @@ from bertnli_helpers.model import (
     PoolingHead,
     PretrainedBERT,
     count_parameters,
+    masked_mean,
 )
 
 
@@ -124,6 +125,19 @@ def test_pair_pooling_compares_the_premise_and_hypothesis_means():
     torch.testing.assert_close(net((tokens, segments, valid))[:1], alone, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="segment ids"):
         net.pool(encoded, valid)
+
+
+def test_masked_mean_is_the_mean_pooling_of_the_valid_tokens():
+    encoded = torch.randn(3, 6, 4)
+    valid = torch.tensor([6, 2, 1])
+    pooled = masked_mean(encoded, valid)
+    for row, n in enumerate(valid.tolist()):
+        torch.testing.assert_close(pooled[row], encoded[row, :n].mean(0))
+    torch.testing.assert_close(masked_mean(encoded, None), encoded.mean(1))
+    net = BERTClassifier(tiny("hf"), pooling="mean").eval()
+    tokens = torch.randint(5, 50, (3, 6))
+    states = net.encoder(tokens, torch.zeros_like(tokens), valid)
+    torch.testing.assert_close(net.pool(states, valid), masked_mean(states, valid))
 
 
 def test_an_unknown_pooling_name_lists_the_registered_heads():

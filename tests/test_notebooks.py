@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import nbformat
 import pytest
@@ -42,8 +43,39 @@ def test_notebooks_are_stored_clean_with_a_parameters_cell(name):
     assert any("exercise" in c.source.lower() for c in nb.cells if c.cell_type == "markdown")
     text = "\n".join(c.source for c in code)
     assert "bertnli_helpers" in text
-    # teaching cells show the package's own source rather than a second copy of it
-    assert "def " not in text or "show_source" in text
+
+
+# Code a notebook should call from the package, not write again: marker -> what to call instead.
+REIMPLEMENTED = {
+    ".lower().split()": "the tokenizer's own split (tok.tokenize) or book_word_counts",
+    "book_tokenizer(": "tokenization.build_book_vocab",
+    "findall(": "tokenizer.prepare_typed for typed text",
+    "was_training": "inference.evaluating",
+    ".training": "inference.evaluating",
+    "html.escape(": "widgets.tokens_html",
+    "metrics.json": "runs.finetune_run, which re-uses a finished run by its fingerprint",
+    "load_best_weights(": "runs.finetune_run or runs.load_finetuned",
+    "keepdim=True)": "model.masked_mean",
+}
+DEFINITION = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s", re.MULTILINE)
+EXERCISE_TAG = "exercise"  # a cell tagged so may hold a scaffold for the student to complete
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebooks_call_the_package_instead_of_reimplementing_it(name):
+    nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        where = f"{name} cell {index}"
+        if EXERCISE_TAG not in cell.metadata.get("tags", []):
+            assert not DEFINITION.search(cell.source), (
+                f"{where} defines a function or class: move it into bertnli_helpers (with a "
+                "test) and show it with show_source, or tag the cell 'exercise' if it is a "
+                "scaffold for students")
+        for marker, instead in REIMPLEMENTED.items():
+            assert marker not in cell.source, f"{where} re-implements package code ({marker!r}): " \
+                f"call {instead}"
 
 
 def test_profiles_are_ordered_by_size():

@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from bertnli_helpers.analysis import hypothesis_only_dataset
 from bertnli_helpers.checkpoints import (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
@@ -25,6 +26,7 @@ from bertnli_helpers.runs import (
     METRICS_FILE,
     RUN_FILE,
     RunInfo,
+    encoding_name,
     finetune_run,
     load_finetuned,
     split_fingerprint,
@@ -113,6 +115,56 @@ def test_an_old_run_without_inputs_is_made_again_from_scratch(tmp_path, splits):
     assert stale["config"]["epochs"] == 1 and fresh["config"]["epochs"] == 2
     assert [r["step"] for r in again.history] == [2, 4]
     assert (tmp_path / INPUTS_FILE).exists()
+
+
+ENCODED: list[tuple[int, list[str]]] = []
+
+
+def _hypotheses_recorded(pairs, tokenizer, max_len, truncation):
+    """``hypothesis_only_dataset``, noting how many pairs it encoded and its first pair."""
+    dataset = hypothesis_only_dataset(pairs, tokenizer, max_len, truncation)
+    ENCODED.append((len(dataset), dataset.tokens_of(0)))
+    return dataset
+
+
+def test_a_hypothesis_only_run_is_its_own_run_with_its_own_fingerprint(tmp_path, splits):
+    _run(tmp_path, splits)
+    ENCODED.clear()
+    only = _run(tmp_path, splits, encode=_hypotheses_recorded)
+    assert not only.reused  # the whole-pair run in the folder is not taken for it
+    assert [n for n, _ in ENCODED] == [32, 24, 24]  # train, dev and test, hypotheses only
+    assert all(tokens[:2] == ["[CLS]", "[SEP]"] for _, tokens in ENCODED)  # premise emptied
+    saved = json.loads((tmp_path / INPUTS_FILE).read_text())
+    assert saved["info"]["encode"] == f"{__name__}._hypotheses_recorded"
+
+    ENCODED.clear()
+    assert _run(tmp_path, splits, encode=_hypotheses_recorded).reused and not ENCODED
+    changed = _run(tmp_path, splits, info=_info(max_len=40), encode=_hypotheses_recorded)
+    assert not changed.reused and ENCODED  # a changed setting is made again, not re-used
+    assert not _run(tmp_path, splits, config=CONFIG.replace(lr=1e-3),
+                    info=_info(max_len=40), encode=_hypotheses_recorded).reused
+    assert not _run(tmp_path, splits).reused  # and a whole-pair run does not take it either
+
+
+def test_an_encoding_needs_a_name_the_fingerprint_can_record(tmp_path, splits):
+    assert encoding_name(hypothesis_only_dataset) == (
+        "bertnli_helpers.analysis.hypothesis_only_dataset")
+    with pytest.raises(ValueError, match="module-level function"):
+        _run(tmp_path, splits, encode=lambda *args, **kwargs: hypothesis_only_dataset(*args))
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_runs_saved_by_older_versions_are_still_reused(tmp_path, splits):
+    first = _run(tmp_path, splits)
+    inputs = json.loads((tmp_path / INPUTS_FILE).read_text())
+    del inputs["info"]["encode"]  # older versions always encoded whole pairs ...
+    inputs["info"]["extra"] = {}  # ... and wrote an empty field since removed
+    (tmp_path / INPUTS_FILE).write_text(json.dumps(inputs))
+    info = json.loads((tmp_path / RUN_FILE).read_text())
+    (tmp_path / RUN_FILE).write_text(json.dumps({**info, "extra": {}}))
+    again = _run(tmp_path, splits)
+    assert again.reused and again.info == first.info
+    assert not _run(tmp_path, splits, encode=hypothesis_only_dataset).reused
 
 
 def test_resume_continues_only_the_same_run(tmp_path, splits):

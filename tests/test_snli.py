@@ -11,7 +11,7 @@ import pytest
 
 from bertnli_helpers import snli
 from bertnli_helpers.errors import DataFormatError
-from bertnli_helpers.snli import SampleWarning, read_records, read_snli
+from bertnli_helpers.snli import SampleWarning, read_records, read_snli, sample_splits
 
 TXT_COLUMNS = [
     "gold_label",
@@ -109,6 +109,20 @@ def test_train_sample_warns_with_its_count(snli_dir):
         result = read_records(snli_dir, "train")
     assert (len(result), result.dropped) == (5_498, 4)
     assert result.label_counts() == {"entailment": 1_806, "contradiction": 1_906, "neutral": 1_786}
+
+
+def test_sample_splits_is_each_splits_own_sample_with_one_seed(snli_dir):
+    with pytest.warns(SampleWarning) as warned:
+        train, dev, test = sample_splits(snli_dir, train_size=40, dev_size=30, test_size=None,
+                                         seed=3)
+    assert warned[0].filename == __file__  # the warning points at the caller
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SampleWarning)
+        expected = [read_records(snli_dir, "train").sample(40, 3),
+                    read_records(snli_dir, "dev").sample(30, 3), read_records(snli_dir, "test")]
+    assert [s.split for s in (train, dev, test)] == ["train", "dev", "test"]
+    assert [len(s) for s in (train, dev, test)] == [40, 30, 9_824]
+    assert [s.records for s in (train, dev, test)] == [s.records for s in expected]
 
 
 def test_is_train_booleans(snli_dir):

@@ -8,7 +8,13 @@ import pytest
 
 from bertnli_helpers.errors import VocabularyError
 from bertnli_helpers.pretrained import minilm_folder
-from bertnli_helpers.tokenization import load_book_vocab, load_wordpiece
+from bertnli_helpers.tokenization import (
+    BOOK_RESERVED,
+    book_word_counts,
+    build_book_vocab,
+    load_book_vocab,
+    load_wordpiece,
+)
 
 
 def test_book_tokenizer_matches_the_books_vocab_and_split(d2l, dev_book, tmp_path):
@@ -30,6 +36,25 @@ def test_book_tokenizer_matches_the_books_vocab_and_split(d2l, dev_book, tmp_pat
     ids, segments = tok.pack_ids(vocab[p], vocab[h])
     expected_tokens, expected_segments = d2l.get_tokens_and_segments(p, h)
     assert ids == vocab[expected_tokens] and segments == expected_segments
+
+
+def test_build_book_vocab_keeps_the_words_the_book_keeps(d2l, dev_book):
+    premises, hypotheses, _ = dev_book
+    sentences = premises[:2000] + hypotheses[:2000]
+    counts = book_word_counts(sentences)
+    book_tokens = d2l.tokenize([s.lower() for s in sentences])
+    assert counts == dict(d2l.Vocab(book_tokens).token_freqs)
+    tok = build_book_vocab(counts, min_freq=3)
+    vocab = d2l.Vocab(book_tokens, min_freq=3, reserved_tokens=list(BOOK_RESERVED[1:]))
+    assert sorted(tok.idx_to_token) == vocab.idx_to_token  # the same words, in another order
+    assert tok.idx_to_token[:5] == list(BOOK_RESERVED) and tok.unk_id == 0
+    frequencies = [counts[w] for w in tok.idx_to_token[5:]]
+    assert frequencies == sorted(frequencies, reverse=True) and min(frequencies) == 3
+    assert tok.tokenize_batch(sentences) == book_tokens
+    assert len(build_book_vocab(counts)) == 5 + sum(c >= 5 for c in counts.values())  # the book's
+    assert build_book_vocab({"<unk>": 9, "dog": 9}).idx_to_token == [*BOOK_RESERVED, "dog"]
+    with pytest.raises(ValueError, match="min_freq"):
+        build_book_vocab(counts, min_freq=0)
 
 
 def test_wordpiece_matches_transformers_on_real_sentences(dev_raw):
@@ -66,3 +91,10 @@ def test_broken_vocab_files_give_clear_errors(tmp_path):
         load_book_vocab(tmp_path / "vocab.json")
     with pytest.raises(FileNotFoundError, match="vocab.txt"):
         load_wordpiece(tmp_path / "nowhere")
+
+
+def test_typed_text_is_prepared_as_each_vocabulary_was_built():
+    book = build_book_vocab({"dog": 1}, min_freq=1)
+    assert book.prepare_typed("A dog's bone, well-fed.") == "A dog's bone , well-fed ."
+    wordpiece = load_wordpiece(minilm_folder())
+    assert wordpiece.prepare_typed("A dog's bone, well-fed.") == "A dog's bone, well-fed."

@@ -291,3 +291,11 @@ def test_error_browser_shows_nothing_gracefully(frame):
     browser = widgets.ErrorBrowser(frame.assign(correct=True))
     assert _count(browser) == 0 and _shown(browser) == []
     assert "nothing to show" in browser.html
+
+
+def test_tokens_html_strikes_through_the_dropped_tokens_and_escapes():
+    shown = widgets.tokens_html(["a", "<b>", "dog", "&"], dropped_at=[1, 3])
+    assert re.findall(r'<s class="bn-tok bn-drop">([^<]*)</s>', shown) == ["&lt;b&gt;", "&amp;"]
+    assert re.findall(r'<span class="bn-tok">([^<]*)</span>', shown) == ["a", "dog"]
+    assert widgets.tokens_html([]) == "<i>(empty)</i>"
+    assert ".bn-drop{" in widgets.STYLE
