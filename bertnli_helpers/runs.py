@@ -164,12 +164,15 @@ def saved_inputs(folder: str | Path) -> dict[str, Any] | None:
 
 def _in_current_form(saved: Any) -> Any:
     """Inputs saved by older versions, as this one writes them, so their runs are still re-used:
-    those had an empty ``info.extra`` and always encoded whole pairs."""
+    those had an empty ``info.extra``, always encoded whole pairs and trained on cross-entropy."""
     info = saved.get("info") if isinstance(saved, dict) else None
     if isinstance(info, dict):
         if info.get("extra") == {}:
             del info["extra"]
         info.setdefault("encode", DEFAULT_ENCODING)
+    train_config = saved.get("train_config") if isinstance(saved, dict) else None
+    if isinstance(train_config, dict):
+        train_config.setdefault("objective", "cross_entropy")
     return saved
 
 
@@ -233,15 +236,16 @@ def finetune_run(
     be this call's. ``keep_checkpoint=False`` deletes that (large) resumable checkpoint once the
     run is finished; ``best_model.pt`` stays, which is all ``load_finetuned`` needs.
     ``bias_probs``: the bias expert's probabilities of the train pairs, for a debiasing
-    ``config.objective``; their fingerprint goes into ``info.extra``, so a run is re-used only
-    with the same bias expert. ``encode`` makes the datasets from the pairs (see ``Encode``): a
-    hypothesis-only run passes ``analysis.hypothesis_only_dataset``, and its fingerprint says so.
+    ``config.objective``; their fingerprint is part of the run's data, so a run is re-used (or
+    resumed) only with the same bias expert. ``encode`` makes the datasets from the pairs (see
+    ``Encode``): a hypothesis-only run passes ``analysis.hypothesis_only_dataset``, and its
+    fingerprint says so.
     """
     folder = Path(folder)
+    wanted = run_inputs(info, train, dev, test, config, encode)
     if bias_probs is not None:
         digest = hashlib.sha1(np.ascontiguousarray(bias_probs, dtype=np.float32).tobytes())
-        info = dataclasses.replace(info, extra={**info.extra, "bias_sha1": digest.hexdigest()[:16]})
-    wanted = run_inputs(info, train, dev, test, config, encode)
+        wanted["data"]["bias"] = {"sha1": digest.hexdigest()[:16]}
     saved = saved_inputs(folder)
     finished = is_finished_run(folder) and (folder / METRICS_FILE).exists()
     if reuse and finished and not _differences(saved, wanted):

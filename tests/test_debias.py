@@ -96,7 +96,13 @@ def test_uniform_bias_trains_as_cross_entropy(snli_dir, tmp_path, train_sample):
                            bias_probs=np.full((32, 3), 1 / 3))
     for a, b in zip(plain.net.state_dict().values(), uniform.net.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-5)
-    assert uniform.info.extra["bias_sha1"] and "bias_sha1" not in plain.info.extra
+    inputs = [json.loads((tmp_path / name / "run_inputs.json").read_text())["data"]
+              for name in ("plain", "poe")]
+    assert "bias" not in inputs[0] and len(inputs[1]["bias"]["sha1"]) == 16
+    other = finetune_run(tmp_path / "poe", info, train, dev, None,
+                         CONFIG.replace(objective="product_of_experts"),
+                         bias_probs=np.tile([0.5, 0.25, 0.25], (32, 1)))
+    assert not other.reused  # another bias expert: trained again
 
 
 def test_cross_fitted_bias_is_out_of_fold(train_sample):
@@ -167,3 +173,17 @@ def test_study_of_plain_against_debiased(snli_dir, tmp_path, train_sample):
     assert _Count.runs == 3 and np.array_equal(again.probs[PLAIN], study.probs[PLAIN])
     with pytest.raises(ValueError, match="not a debiasing objective"):
         debias_study(tmp_path / "x", info, train, dev, test, CONFIG, method="cross_entropy")
+
+
+def test_runs_saved_before_objectives_existed_are_still_reused(snli_dir, tmp_path, train_sample):
+    info = RunInfo(model="scratch", max_len=48, model_config=dict(TINY))
+    train, dev = train_sample.sample(32, 0), read_records(snli_dir, "dev").sample(16, 0)
+    finetune_run(tmp_path, info, train, dev, None, CONFIG)
+    path = tmp_path / "run_inputs.json"
+    saved = json.loads(path.read_text())
+    del saved["train_config"]["objective"]  # as runs made before TrainConfig.objective
+    path.write_text(json.dumps(saved))
+    assert finetune_run(tmp_path, info, train, dev, None, CONFIG).reused
+    assert not finetune_run(tmp_path, info, train, dev, None,
+                            CONFIG.replace(objective="product_of_experts"),
+                            bias_probs=np.full((32, 3), 1 / 3)).reused
