@@ -123,7 +123,7 @@ class NLIFile:
         WordPiece; for the book's vocabulary the parse text, or the sentence spaced like one."""
         if tokenizer.text_form == "raw":
             return [p.premise for p in self.pairs], [p.hypothesis for p in self.pairs]
-        spaced = tokenizer.split_like_parse
+        spaced = tokenizer.prepare_typed
         premises = [p.premise_parse_text or spaced(p.premise) for p in self.pairs]
         hypotheses = [p.hypothesis_parse_text or spaced(p.hypothesis) for p in self.pairs]
         return premises, hypotheses

@@ -156,7 +156,7 @@ def test_book_vocabulary_reads_parse_text_or_spaces_the_sentence(tmp_path, book_
          "sentence2_binary_parse": "( A dog )"},
         {"sentence1": "The cat's asleep.", "sentence2": "No cat.", "gold_label": "neutral"}])
     premises, hypotheses, labels = read_nli_file(path).triple(book_tokenizer)
-    assert premises == ["A dog , running", book_tokenizer.split_like_parse("The cat's asleep.")]
+    assert premises == ["A dog , running", book_tokenizer.prepare_typed("The cat's asleep.")]
     assert hypotheses[0] == "A dog" and labels == [0, 2]
 
 
