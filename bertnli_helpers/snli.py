@@ -319,7 +319,7 @@ def train_sample_note(data_dir: str | os.PathLike[str] | None) -> str | None:
     can say this once at the start and leave the repeated :class:`SampleWarning` out.
     """
     path = find_split_file(resolve_data_dir(data_dir), "train")
-    lines = sum(1 for _, text in _lines(path) if text.strip()) - (".txt" in path.suffixes)
+    lines = sum(1 for _, text in numbered_lines(path) if text.strip()) - (".txt" in path.suffixes)
     official = OFFICIAL_PAIRS["train"]
     if lines >= SAMPLE_FRACTION * official:
         return None
