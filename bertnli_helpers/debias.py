@@ -41,6 +41,7 @@ from .analysis import (
 )
 from .comparison import Comparison, compare
 from .data import SNLIBERTDataset
+from .errors import SettingError
 from .inference import predict
 from .objectives import OBJECTIVES
 from .runs import RunInfo, finetune_run
@@ -65,7 +66,7 @@ def bias_expert_probs(
     labels = np.asarray(labels)
     smallest = np.bincount(labels, minlength=len(LABEL_NAMES)).min()
     if folds < 2 or smallest < folds:
-        raise ValueError(f"cross-fitting over {folds} folds needs at least 2 folds and {folds} "
+        raise SettingError(f"cross-fitting over {folds} folds needs at least 2 folds and {folds} "
                          f"pairs of every class; the smallest class has {smallest}")
     folding = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     with threadpool_limits(limits=1, user_api="blas"):  # as fit_hypothesis_baseline, for speed
@@ -152,7 +153,7 @@ def debias_study(
     """
     if method not in OBJECTIVES or not OBJECTIVES[method].needs_bias:
         known = ", ".join(k for k, o in OBJECTIVES.items() if o.needs_bias)
-        raise ValueError(f"{method!r} is not a debiasing objective; choose one of {known}")
+        raise SettingError(f"{method!r} is not a debiasing objective; choose one of {known}")
     _, train_h, train_y = train.triple(TEXT)
     _, test_h, test_y = test.triple(TEXT)
     expert = fit_hypothesis_baseline(train_h, train_y, baseline)

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import SettingError
 from .snli import LABEL_NAMES, LABELS, book_text, line_error, numbered_lines
 from .tokenization import TextTokenizer
 
@@ -282,7 +283,7 @@ def read_nli_file(path: str | os.PathLike[str], *, label_ids: str | None = None)
     if not path.is_file():
         raise FileNotFoundError(f"NLI file not found: {path}")
     if label_ids is not None and label_ids not in LABEL_ID_ORDERS:
-        raise ValueError(f"label_ids must be one of {', '.join(LABEL_ID_ORDERS)}, not "
+        raise SettingError(f"label_ids must be one of {', '.join(LABEL_ID_ORDERS)}, not "
                          f"{label_ids!r}")
     pairs: list[NLIPair] = []
     dropped = 0

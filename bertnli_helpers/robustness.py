@@ -27,6 +27,7 @@ from torch import nn
 
 from .analysis import add_slices, expected_calibration_error, predictions_frame, slice_accuracy
 from .data import SNLIBERTDataset
+from .errors import SettingError
 from .files import atomic_write_json, atomic_write_text
 from .inference import predict
 from .nli_files import NLIFile, read_nli_file, two_class_names
@@ -134,7 +135,7 @@ PREDICTION_FORMATS: dict[str, Callable[[pd.DataFrame], str]] = {
 def _predictions_path(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.suffix not in PREDICTION_FORMATS:
-        raise ValueError(f"predictions file {path}: name it {', '.join(PREDICTION_FORMATS)}")
+        raise SettingError(f"predictions file {path}: name it {', '.join(PREDICTION_FORMATS)}")
     return path
 
 
@@ -152,7 +153,7 @@ def check_by(path: Path, fields: Sequence[str], by: Sequence[str]) -> None:
     known = [*fields, *COMPUTED_COLUMNS]
     for column in by:
         if column not in known:
-            raise ValueError(f"{path} has no field {column!r}; break down by one of "
+            raise SettingError(f"{path} has no field {column!r}; break down by one of "
                              f"{', '.join(known)}")
 
 

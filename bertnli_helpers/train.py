@@ -266,13 +266,13 @@ def _bias_table(config: TrainConfig, bias_probs: Any, n: int) -> torch.Tensor | 
     """The bias expert's probabilities of every training pair, checked against the objective."""
     needs = OBJECTIVES[config.objective].needs_bias
     if needs and bias_probs is None:
-        raise ValueError(f"objective {config.objective!r} needs bias_probs: the bias expert's "
+        raise SettingError(f"objective {config.objective!r} needs bias_probs: the bias expert's "
                          "class probabilities of every training pair (see debias.py)")
     if not needs:
         return None
     table = torch.as_tensor(bias_probs, dtype=torch.float32)
     if table.ndim != 2 or table.shape[0] != n:
-        raise ValueError(f"bias_probs must have one row per training pair ({n}), got shape "
+        raise SettingError(f"bias_probs must have one row per training pair ({n}), got shape "
                          f"{tuple(table.shape)}")
     return table
 
