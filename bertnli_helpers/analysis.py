@@ -57,7 +57,10 @@ __all__ = [
     "add_slices",
     "all_slices",
     "attention_for_pair",
+    "baseline_pipeline",
     "bucket",
+    "compare_calibration",
+    "confidence_bins",
     "confusion",
     "easy_hard_accuracy",
     "ece_from_curve",
@@ -206,6 +209,12 @@ def confusion(frame: pd.DataFrame, *, normalize: bool = False) -> pd.DataFrame:
 
 
 # -- calibration ------------------------------------------------------------------------------
+def confidence_bins(confidence: np.ndarray, n_bins: int = 10) -> np.ndarray:
+    """The bin of each confidence: ``n_bins`` equal-width bins ``(lo, hi]`` (the first also
+    holds 0), assigned as sklearn's ``calibration_curve`` assigns them."""
+    return np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], confidence)
+
+
 def reliability_curve(
     confidence: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray, n_bins: int = 10
 ) -> pd.DataFrame:
@@ -222,7 +231,7 @@ def reliability_curve(
     if conf.size and (conf.min() < 0 or conf.max() > 1):
         raise ValueError("confidence must lie in [0, 1]")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.searchsorted(edges[1:-1], conf)  # as sklearn's calibration_curve assigns them
+    bins = confidence_bins(conf, n_bins)
     count = np.bincount(bins, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(bins, weights=conf, minlength=n_bins) / count
@@ -263,6 +272,71 @@ def summary(frame: pd.DataFrame, n_bins: int = 10) -> dict[str, float]:
         "ece": expected_calibration_error(frame["confidence"], frame["correct"], n_bins),
         "mean_confidence": float(frame["confidence"].mean()),
     }
+
+
+# -- comparing calibration ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class CalibrationComparison:
+    """A against B on the same pairs: ECE of each (mean over seeds), difference A - B, its 95%
+    interval from a paired bootstrap, and a verdict: A ``better`` calibrated (lower ECE),
+    ``worse`` or ``within noise``."""
+
+    name_a: str
+    name_b: str
+    ece_a: float
+    ece_b: float
+    difference: float
+    low: float
+    high: float
+    n_pairs: int
+    n_seeds: int
+    verdict: str
+
+    def sentence(self) -> str:
+        """One sentence that states only what the interval supports."""
+        numbers = (f"ECE {self.ece_a:.3f} against {self.ece_b:.3f}, {self.difference:+.3f} (95% "
+                   f"interval {self.low:+.3f} to {self.high:+.3f}, {self.n_pairs:,} pairs"
+                   + (f" x {self.n_seeds} seeds)" if self.n_seeds > 1 else ")"))
+        if self.verdict == "within noise":
+            return (f"Calibration of {self.name_a} against {self.name_b}: {numbers}: within "
+                    "noise, so this run does not show that either is better calibrated.")
+        return f"{self.name_a} is {self.verdict} calibrated than {self.name_b}: {numbers}."
+
+
+def _ece_rows(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> np.ndarray:
+    """ECE of each row of ``(runs, pairs)`` arrays, vectorised over the rows."""
+    runs, n = confidence.shape
+    bins = confidence_bins(confidence, n_bins) + n_bins * np.arange(runs)[:, None]
+    size = runs * n_bins
+    gap = np.bincount(bins.ravel(), weights=(correct - confidence).ravel(), minlength=size)
+    return np.abs(gap).reshape(runs, n_bins).sum(1) / n
+
+
+def compare_calibration(
+    confidence_a: np.ndarray, correct_a: np.ndarray, confidence_b: np.ndarray,
+    correct_b: np.ndarray, name_a: str = "A", name_b: str = "B", *, n_bins: int = 10,
+    samples: int = 1000, seed: int = 0,
+) -> CalibrationComparison:
+    """Compare the ECE of two classifiers scored on the same pairs (``(pairs,)`` each, or
+    ``(seeds, pairs)``, row ``k`` of both on the same pairs). The interval resamples seeds and
+    pairs together, as ``comparison.compare`` does for accuracy."""
+    arrays = [np.atleast_2d(np.asarray(x, dtype=np.float64))
+              for x in (confidence_a, correct_a, confidence_b, correct_b)]
+    if len({a.shape for a in arrays}) != 1 or arrays[0].size == 0:
+        raise ValueError("confidences and correct masks need one same non-empty shape")
+    seeds, n = arrays[0].shape
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(samples)
+    for k in range(samples):
+        rows, cols = rng.integers(0, seeds, seeds)[:, None], rng.integers(0, n, (seeds, n))
+        conf_a, hit_a, conf_b, hit_b = (a[rows, cols] for a in arrays)
+        diffs[k] = (_ece_rows(conf_a, hit_a, n_bins) - _ece_rows(conf_b, hit_b, n_bins)).mean()
+    ece_a = float(_ece_rows(arrays[0], arrays[1], n_bins).mean())
+    ece_b = float(_ece_rows(arrays[2], arrays[3], n_bins).mean())
+    low, high = (float(x) for x in np.percentile(diffs, [2.5, 97.5]))
+    verdict = "better" if high < 0 else "worse" if low > 0 else "within noise"
+    return CalibrationComparison(name_a, name_b, ece_a, ece_b, ece_a - ece_b, low, high, n,
+                                 seeds, verdict)
 
 
 # -- slices -------------------------------------------------------------------------------------
@@ -408,18 +482,24 @@ class HypothesisBaseline:
         )
 
 
+def baseline_pipeline(config: BaselineConfig | None = None) -> Pipeline:
+    """The unfitted bag-of-words pipeline (vectorizer, logistic regression) of ``config``."""
+    config = config or BaselineConfig()
+    if config.vectorizer not in ("tfidf", "count"):
+        raise ValueError(f"vectorizer must be 'tfidf' or 'count', not {config.vectorizer!r}")
+    vectorizer_class = TfidfVectorizer if config.vectorizer == "tfidf" else CountVectorizer
+    return Pipeline([
+        ("vectorizer", vectorizer_class(ngram_range=config.ngram_range, min_df=config.min_df)),
+        ("classifier", LogisticRegression(C=config.C, max_iter=config.max_iter)),
+    ])
+
+
 def fit_hypothesis_baseline(
     hypotheses: Sequence[str], labels: Sequence[int], config: BaselineConfig | None = None
 ) -> HypothesisBaseline:
     """Fit a bag-of-words logistic regression on hypotheses alone (train split)."""
     config = config or BaselineConfig()
-    if config.vectorizer not in ("tfidf", "count"):
-        raise ValueError(f"vectorizer must be 'tfidf' or 'count', not {config.vectorizer!r}")
-    vectorizer_class = TfidfVectorizer if config.vectorizer == "tfidf" else CountVectorizer
-    pipeline = Pipeline([
-        ("vectorizer", vectorizer_class(ngram_range=config.ngram_range, min_df=config.min_df)),
-        ("classifier", LogisticRegression(C=config.C, max_iter=config.max_iter)),
-    ])
+    pipeline = baseline_pipeline(config)
     # The solver makes many tiny BLAS calls, too small to share among threads: more BLAS threads
     # only add synchronisation, which on a busy machine makes the fit many times slower.
     with threadpool_limits(limits=1, user_api="blas"):

@@ -23,6 +23,7 @@ from .course import PROFILES
 from .errors import BertNLIError, UsageError
 from .grids import SETTINGS
 from .model import POOLING_HEADS
+from .nli_files import LABEL_ID_ORDERS
 from .precision import PRECISIONS
 from .pretrained import NAMED_MODELS
 from .pretraining import PRESETS as PRETRAIN_PRESETS
@@ -202,6 +203,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # -- evaluate / predict ----------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.file:
+        return evaluate_file_command(args)
+    only_file = [f"--{name.replace('_', '-')}" for name in ("by", "label_ids", "out", "predictions")
+                 if getattr(args, name)]
+    if only_file:
+        raise UsageError(f"{', '.join(only_file)}: only with --file (a split's accuracy has no "
+                         "fields to break down and is recorded in the run's metrics.json)")
     from .data import SNLIBERTDataset
     from .files import run_folder_lock
     from .inference import evaluate
@@ -228,6 +236,19 @@ def _say_precision(precision: str, net) -> str:
 
     print(describe_precision(precision, model_device(net)), file=sys.stderr)
     return precision
+
+
+def evaluate_file_command(args: argparse.Namespace) -> int:
+    """``evaluate --file``: the report goes to its own file, never into the run's metrics."""
+    from .robustness import evaluate_file, report_paths, write_report
+
+    json_path, predictions_path = report_paths(args.run, args.file, args.out, args.predictions)
+    report = evaluate_file(args.run, args.file, label_ids=args.label_ids, size=args.size,
+                           seed=args.seed, device=args.device, by=args.by or ())
+    content = write_report(report, json_path, predictions_path, args.by or ())
+    print(json.dumps(content, indent=2))
+    print(f"report in {json_path}, one line per pair in {predictions_path}", file=sys.stderr)
+    return 0
 
 
 def _read_pair_file(path: Path) -> tuple[list[str], list[str]]:
@@ -433,12 +454,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder for the grid's runs and tables")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("evaluate", help="accuracy of a fine-tuned run on a split")
+    p = sub.add_parser(
+        "evaluate", help="accuracy of a fine-tuned run on a split or any labelled NLI file",
+        description="Score a run on an SNLI split (--split), or on any labelled NLI file "
+        "(--file): SNLI or MultiNLI JSONL/TXT, a two-class file such as HANS (entailment / "
+        "non-entailment), or your own JSONL/TSV with sentence1/sentence2/gold_label (or "
+        "premise/hypothesis/label). A file's report (accuracy, the two-class view, --by tables, "
+        "confusion) and a per-pair predictions file are written beside the run.")
     p.add_argument("--run", required=True, help="output folder of 'bertnli finetune'")
     data_args(p)
-    p.add_argument("--split", default="test", choices=SPLITS)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--split", default="test", choices=SPLITS)
+    source.add_argument("--file", help="a labelled NLI file (.jsonl, .txt, .tsv; .gz too)")
     p.add_argument("--size", type=_positive_int, help="random sample of pairs")
     precision_arg(p)
+    p.add_argument("--by", action="append", metavar="FIELD",
+                   help="with --file: accuracy per value of a field (genre, heuristic, ...); "
+                   "repeat for more")
+    p.add_argument("--label-ids", choices=list(LABEL_ID_ORDERS),
+                   help="with --file whose labels are ids: book (0 entailment, 1 contradiction, "
+                   "2 neutral), hf (0 entailment, 1 neutral, 2 contradiction) or two-class "
+                   "(0 entailment, 1 non-entailment)")
+    p.add_argument("--out", help="with --file: the report's JSON (default: "
+                   "RUN/eval-<file name>.json)")
+    p.add_argument("--predictions", help="with --file: the per-pair file, .jsonl, .tsv or .csv "
+                   "(default: beside the report, <report name>-predictions.jsonl)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="label premise/hypothesis pairs with a fine-tuned run")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .checkpoints import (
@@ -191,12 +192,15 @@ def saved_inputs(folder: str | Path) -> dict[str, Any] | None:
 
 def _in_current_form(saved: Any) -> Any:
     """Inputs saved by older versions, as this one writes them, so their runs are still re-used:
-    those had an empty ``info.extra`` and always encoded whole pairs."""
+    those had an empty ``info.extra``, always encoded whole pairs and trained on cross-entropy."""
     info = saved.get("info") if isinstance(saved, dict) else None
     if isinstance(info, dict):
         if info.get("extra") == {}:
             del info["extra"]
         info.setdefault("encode", DEFAULT_ENCODING)
+    train_config = saved.get("train_config") if isinstance(saved, dict) else None
+    if isinstance(train_config, dict):
+        train_config.setdefault("objective", "cross_entropy")
     return saved
 
 
@@ -275,6 +279,7 @@ def finetune_run(
     resume: bool = False,
     reuse: bool = True,
     keep_checkpoint: bool = True,
+    bias_probs: Any = None,
     encode: Encode = SNLIBERTDataset,
 ) -> RunOutcome:
     """Fine-tune ``info.model`` into ``folder`` and evaluate it on test.
@@ -288,11 +293,17 @@ def finetune_run(
     ``load_finetuned`` needs. The folder is locked for the call: a second writer is refused at
     once with the holder's pid. ``encode`` makes the datasets from the pairs (see ``Encode``): a
     hypothesis-only run passes ``analysis.hypothesis_only_dataset``, and its fingerprint says so.
+    ``bias_probs``: the bias expert's probabilities of the train pairs, for a debiasing
+    ``config.objective``; their fingerprint is part of the run's data, so a run is re-used (or
+    resumed) only with the same bias expert.
     """
     folder = Path(folder)
     check_splits(train, dev, test)
     resolve_device(config.device)  # an unavailable device: refused before anything is written
     wanted = run_inputs(info, train, dev, test, config, encode)
+    if bias_probs is not None:
+        digest = hashlib.sha1(np.ascontiguousarray(bias_probs, dtype=np.float32).tobytes())
+        wanted["data"]["bias"] = {"sha1": digest.hexdigest()[:16]}
     saved = saved_inputs(folder)
     finished = is_finished_run(folder) and (folder / METRICS_FILE).exists()
     if reuse and finished and not _differences(saved, wanted):
@@ -326,7 +337,7 @@ def finetune_run(
     folder.mkdir(parents=True, exist_ok=True)
     result = fine_tune(net, train_set, dev_set, config, output_dir=folder,
                        callbacks=[_RecordInputs(folder / INPUTS_FILE, wanted), *callbacks],
-                       resume_from=folder if resume else None)
+                       resume_from=folder if resume else None, bias_probs=bias_probs)
     metrics: dict[str, Any] = {
         "model": info.model,
         "precision": result.precision,
