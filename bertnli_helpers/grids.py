@@ -295,6 +295,16 @@ class GridResult:
                        np.stack([by_key[base, s] for s in seeds]),
                        variant_label(variant), variant_label(base))
 
+    def correct_for(self, **settings: Any) -> np.ndarray:
+        """``(seeds, pairs)``: which scored pairs the runs of the variant with these settings got
+        right, one row per seed in seed order (to compare on a subset of the pairs)."""
+        cells = [c for c in self.cells
+                 if all(dict(c.variant).get(k) == v for k, v in settings.items())]
+        variants = {c.variant for c in cells}
+        if len(variants) != 1:
+            raise GridError(f"{settings} matches {len(variants)} variants of the grid, not one")
+        return np.stack([c.correct for c in sorted(cells, key=lambda c: c.seed)])
+
     def learned(self, variant: Variant) -> bool:
         """Whether most of a variant's seeds beat the majority-class rate measurably."""
         checks = [learning_check(c.correct, c.labels).learned
