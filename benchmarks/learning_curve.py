@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     changes = {"device": args.device, **({"epochs": args.epochs} if args.epochs else {})}
     spec = GridSpec(RunInfo(model=args.model, pooling=suggested_pooling(args.model)),
                     preset("tuned", **changes), {"train_size": sizes}, seeds=seeds,
+                    baseline={"train_size": max(sizes)},  # every size against all the pairs
                     dev_size=args.dev_size, test_size=args.test_size, data_dir=str(data_dir),
                     score_on="test")
     tick = time.perf_counter()
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         "train_pairs_available": available, "sizes": list(sizes), "seeds": list(seeds),
         "rows": sorted(rows, key=lambda r: (r["train_size"], r["seed"])),
         "table": json.loads(result.table().to_json(orient="records")),
+        "verdicts": json.loads(result.verdicts().to_json(orient="records")),
+        "sentences": result.sentences(),
         "book_reference": BOOK_REFERENCE,
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "device": args.device},
