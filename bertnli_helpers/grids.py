@@ -259,7 +259,7 @@ class GridResult:
             if not runs:
                 continue
             dev_mean, dev_sd = seed_spread([c.metrics["dev_accuracy"] for c in runs])
-            row = {"variant": variant_label(variant), "seeds": len(runs),
+            row = {"variant": self.label(variant), "seeds": len(runs),
                    "dev mean": dev_mean, "dev sd": dev_sd}
             if self.spec.score_on == "test":
                 row["test mean"], row["test sd"] = seed_spread([c.correct.mean() for c in runs])
@@ -293,7 +293,18 @@ class GridResult:
         by_key = {(c.variant, c.seed): c.correct for c in self.cells}
         return compare(np.stack([by_key[variant, s] for s in seeds]),
                        np.stack([by_key[base, s] for s in seeds]),
-                       variant_label(variant), variant_label(base))
+                       self.label(variant), self.label(base))
+
+    def constant_settings(self) -> Variant:
+        """The settings given a single value: the same in every run, so left out of labels."""
+        return tuple((name, values[0]) for name, values in self.spec.vary.items()
+                     if len(values) == 1)
+
+    def label(self, variant: Variant) -> str:
+        """A variant's name in tables and sentences: only the settings that vary in the grid."""
+        constant = set(self.constant_settings())
+        return variant_label(tuple(item for item in variant if item not in constant)) \
+            if len(constant) < len(variant) else variant_label(variant)
 
     def correct_for(self, **settings: Any) -> np.ndarray:
         """``(seeds, pairs)``: which scored pairs the runs of the variant with these settings got
@@ -320,7 +331,7 @@ class GridResult:
             comparison = self.comparison(variant, base) if variant != base else None
             if comparison is None:
                 continue
-            idle = [variant_label(v) for v in (variant, base) if not self.learned(v)]
+            idle = [self.label(v) for v in (variant, base) if not self.learned(v)]
             if idle:
                 sentences.append(f"{comparison.name_a} against {comparison.name_b}: not "
                                  f"comparable, {' and '.join(idle)} did not learn measurably "

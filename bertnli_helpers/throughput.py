@@ -108,6 +108,9 @@ class SpeedComparison:
     verdict: str
 
     def sentence(self) -> str:
+        if self.repeats < 2:
+            return (f"{self.name_a} against {self.name_b}: {self.ratio:.2f}x the examples/s from "
+                    "a single timing each: no interval, so no verdict.")
         measured = (f"{self.ratio:.2f}x the examples/s (95% interval {self.low:.2f}x to "
                     f"{self.high:.2f}x, {self.repeats} paired repeats)")
         if self.verdict == SAME_SPEED:

@@ -134,3 +134,18 @@ def test_a_real_grid_killed_mid_way_re_runs_nothing_that_had_finished(tmp_path, 
     verdicts = pd.read_csv(out / "verdicts.csv")
     assert len(verdicts) == 3 and set(verdicts["B"]) == {"truncation=longest_first, max_len=16"}
     assert (out / "verdicts.md").read_text().startswith("| A | B |")
+
+
+def test_labels_leave_out_the_settings_every_run_shares():
+    labels = np.array([0, 1, 2] * 50)
+    spec = GridSpec(RunInfo("minilm"), TrainConfig(), {"lr": (1e-4, 3e-4), "max_len": (16,)})
+    result = GridResult(spec)
+    rng = np.random.default_rng(1)
+    for lr in (1e-4, 3e-4):
+        result.cells.append(fake_cell((("lr", lr), ("max_len", 16)), 0, rng.random(150) < 0.8,
+                                      labels))
+    assert result.constant_settings() == (("max_len", 16),)
+    assert list(result.table()["variant"]) == ["lr=0.0001", "lr=0.0003"]
+    assert result.verdicts().loc[0, "A"] == "lr=0.0003" and "max_len" not in result.sentences()[0]
+    only = GridResult(GridSpec(RunInfo("minilm"), TrainConfig(), {"max_len": (16,)}))
+    assert only.label((("max_len", 16),)) == "max_len=16"  # nothing varies: the full name

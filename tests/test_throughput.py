@@ -24,6 +24,7 @@ def test_compare_speeds_calls_a_steady_gap_and_not_a_noisy_one():
     assert noisy.verdict == "within noise" and "within noise" in noisy.sentence()
     single = compare_speeds([30.0], [10.0])  # one repeat: no interval, so no verdict
     assert single.verdict == "within noise" and single.ratio == pytest.approx(3.0)
+    assert "single timing" in single.sentence() and "inf" not in single.sentence()
     with pytest.raises(ValueError):
         compare_speeds([], [])
 
