@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tqdm.auto import tqdm
-
+from .progress import progress_bar
 from .train import Callback, TrainState
 
 
@@ -14,10 +13,10 @@ class ProgressBar(Callback):
 
     def __init__(self, desc: str = "fine-tuning", leave: bool = True) -> None:
         self.desc, self.leave = desc, leave
-        self.bar: tqdm | None = None
+        self.bar = None
 
     def on_train_begin(self, state: TrainState) -> None:
-        self.bar = tqdm(total=state.total_steps, initial=state.step, desc=self.desc,
+        self.bar = progress_bar(total=state.total_steps, initial=state.step, desc=self.desc,
                         leave=self.leave, disable=not state.is_main, unit="step")
         self._tick, self._examples = time.perf_counter(), 0
 

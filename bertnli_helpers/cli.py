@@ -1,5 +1,5 @@
-"""The ``bertnli`` command: download, finetune, compare, evaluate, predict, truncation-report,
-course.
+"""The ``bertnli`` command: download, finetune, pretrain, compare, evaluate, predict,
+truncation-report, course.
 
 Every subcommand explains itself with ``--help``; the choices it offers (pooling heads, models,
 splits, strategies, profiles) are read from the package's registries. Bad arguments and missing
@@ -22,6 +22,7 @@ from .errors import BertNLIError, UsageError
 from .grids import SETTINGS
 from .model import POOLING_HEADS
 from .pretrained import NAMED_MODELS
+from .pretraining import PRESETS as PRETRAIN_PRESETS
 from .snli import SPLITS
 from .truncation import STRATEGIES
 
@@ -94,6 +95,42 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     write_metrics(out, {"preset": args.preset, "wall_seconds": time.perf_counter() - started})
     print(f"dev accuracy {metrics['dev_accuracy']:.4f} (best epoch {metrics['best_epoch']}), "
           f"test accuracy {metrics['test_accuracy']:.4f}; run saved in {out}")
+    return 0
+
+
+# -- pretrain --------------------------------------------------------------------------------
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from .callbacks import ProgressBar
+    from .pretraining import (
+        PRETRAIN_CHECKPOINT,
+        new_pretrainer,
+        prepare_pretraining,
+        preset,
+        pretrain,
+        save_pretrained,
+    )
+    from .snli import read_records
+
+    out = Path(args.output)
+    if not args.resume and (out / PRETRAIN_CHECKPOINT).exists():
+        raise UsageError(f"{out} already holds a pretraining run; pass --resume to continue it, "
+                         "or choose another --output")
+    changes = {k: getattr(args, k) for k in ("steps", "max_len", "batch_size", "lr", "train_size",
+                                             "min_freq", "checkpoint_every", "seed", "device")
+               if getattr(args, k) is not None}
+    config = preset(args.preset, **changes)
+    vocab, examples = prepare_pretraining(read_records(args.data_dir, "train"), config)
+    print(f"pretraining on {len(examples):,} sentence pairs of the train split; vocabulary "
+          f"{len(vocab):,} words; {config.steps} steps of {config.batch_size}", flush=True)
+    model = new_pretrainer(config, len(vocab))
+    result = pretrain(model, examples, config, pad_id=vocab.pad_id, output_dir=out,
+                      resume=args.resume, callbacks=[ProgressBar("pretraining")])
+    saved = save_pretrained(model, vocab, out)
+    last = result.history[-1] if result.history else {}
+    print(f"MLM loss {last.get('mlm_loss', float('nan')):.3f}, NSP loss "
+          f"{last.get('nsp_loss', float('nan')):.3f} at step {result.steps}")
+    print(f"book-format checkpoint: {saved.zip_path} (sha1 {saved.sha1}); load it with "
+          f"load_pretrained('{saved.zip_path}') or --model {saved.zip_path}")
     return 0
 
 
@@ -237,6 +274,7 @@ def cmd_course(args: argparse.Namespace) -> int:
     summary = run_course(
         profile=args.profile, output=Path(args.output), notebooks=args.notebooks,
         model=args.model, data_dir=args.data_dir, device=args.device, html=not args.no_html,
+        keep_runs=args.keep_runs,
     )
     return 0 if all(row["status"] == "ok" for row in summary) else 1
 
@@ -297,6 +335,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(
+        "pretrain", help="pretrain a small book-format BERT (MLM + NSP) on SNLI's train sentences",
+        description="Build the book's word vocabulary and masked-LM / next-sentence examples from "
+        "the train split's sentences only, pretrain a BERT of the preset's sizes, and write "
+        "OUTPUT/pretrained.zip in the book's format (vocab.json + pretrained.params), which "
+        "load_pretrained and --model read like bert.small. Resumable with --resume.")
+    p.add_argument("--output", required=True, help="folder for the checkpoint and the zip")
+    p.add_argument("--preset", default="quick", choices=list(PRETRAIN_PRESETS),
+                   help="sizes and steps: tiny (seconds), quick (default, CPU minutes), full (GPU)")
+    data_args(p)
+    p.add_argument("--steps", type=_positive_int, help="optimizer steps")
+    p.add_argument("--max-len", type=_positive_int, help="longest packed sentence pair")
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
+    p.add_argument("--min-freq", type=_positive_int, help="rarer words become <unk>")
+    p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
         "compare", help="fine-tune a grid of variants x seeds and compare them with verdicts",
         description="Every combination of the --vary values is fine-tuned once per seed (the "
         "recipe options are the base; --seed picks the pairs, --seeds the training seeds); "
@@ -350,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--no-html", action="store_true")
+    p.add_argument("--keep-runs", action="store_true",
+                   help="keep the weights of every run (default: only the main run's)")
     p.set_defaults(func=cmd_course)
     return parser
 

@@ -19,6 +19,12 @@ from typing import Any
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 RESULTS_FILE = "results.json"
 OUTPUT_ENV = "BERTNLI_COURSE_OUTPUT"
+RUNS_DIR = "runs"
+MAIN_RUN_PREFIX = "main-"
+"""Run folders the course keeps whole: the main run (notebook 4) that notebooks 5 and 6, and a
+student re-opening them, analyse. The weights of every other run are dropped after the course
+unless ``keep_runs``: they are large (90 MB each for minilm) and only the course's own numbers,
+already recorded, came from them."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,14 +130,51 @@ def notebook_parameters(profile: str, output: Path, model: str | None, data_dir:
     return params
 
 
-def _to_html(executed: Path) -> Path:
-    import nbformat
-    from nbconvert import HTMLExporter
+def drop_run_weights(output: Path) -> list[Path]:
+    """Delete the weights and checkpoints of every run the course made (in ``runs/``, in grids,
+    anywhere under ``output``) but the main run's; their ``run.json``, metrics and history stay.
+    Returns the files removed."""
+    from .checkpoints import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    html = executed.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
-    return html
+    output = Path(output)
+    removed = []
+    for name in (BEST_WEIGHTS_FILE, CHECKPOINT_FILE):
+        for path in sorted(output.rglob(name)):
+            run = path.parent
+            if run.parent == output / RUNS_DIR and run.name.startswith(MAIN_RUN_PREFIX):
+                continue
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes in the files under ``folder``."""
+    return sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())
+
+
+def kernel_config() -> Any:
+    """The kernel manager's settings for running notebooks here.
+
+    On POSIX the kernel talks to papermill over local (IPC) sockets, which only this user can
+    open: nothing travels over TCP, and ipykernel has no reason to warn that it runs "over TCP
+    without encryption" once per notebook. Elsewhere (Windows has no IPC transport) TCP stays.
+    """
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
+
+
+def execute_notebook(notebook: Path, executed: Path, parameters: dict[str, Any],
+                     timeout: int = 3600) -> None:
+    """Run one notebook with papermill (parameters injected), writing the executed copy."""
+    import papermill
+
+    papermill.execute_notebook(
+        str(notebook), str(executed), parameters=parameters, cwd=str(notebook.parent),
+        kernel_name="python3", progress_bar=False, execution_timeout=timeout,
+        config=kernel_config(),
+    )
 
 
 def run_course(
@@ -143,12 +186,14 @@ def run_course(
     device: str | None = None,
     html: bool = True,
     timeout: int = 3600,
+    keep_runs: bool = False,
 ) -> list[dict[str, Any]]:
-    """Execute the notebooks in order with papermill; write executed copies (and HTML) to
-    ``output``; print and return a summary table. A failing notebook stops the course."""
-    import papermill
+    """Execute the notebooks in order with papermill; write executed copies, their HTML pages
+    and ``index.html`` to ``output``; print and return a summary table. A failing notebook stops
+    the course. Without ``keep_runs`` only the main run keeps its weights (see ``RUNS_DIR``)."""
+    from .site import index_page, notebook_page
 
-    get_profile(profile)
+    chosen = get_profile(profile)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     params = notebook_parameters(profile, output, model, data_dir, device)
@@ -159,23 +204,27 @@ def run_course(
         tick = time.perf_counter()
         status, error = "ok", ""
         try:
-            papermill.execute_notebook(
-                str(notebook), str(executed), parameters=params, cwd=str(notebook.parent),
-                kernel_name="python3", progress_bar=False, execution_timeout=timeout,
-            )
+            execute_notebook(notebook, executed, params, timeout)
         except Exception as err:  # report which notebook failed, then stop
             status, error = "failed", str(err).strip().splitlines()[-1][:200] if str(err) else ""
         seconds = time.perf_counter() - tick
         if html and executed.exists():
-            _to_html(executed)
+            notebook_page(executed)
         row = {"notebook": notebook.stem, "seconds": round(seconds, 1), "status": status,
                "key numbers": read_results(output).get(notebook.stem, {}), "error": error}
         summary.append(row)
         print(_summary_line(row), flush=True)
+        if html:
+            index_page(output, summary, profile=profile, model=model or chosen.model,
+                       format_value=_format)
         if status != "ok":
             break
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     print(summary_table(summary))
+    if not keep_runs:
+        removed = drop_run_weights(output)
+        print(f"removed {len(removed)} weight file(s) of comparison runs (--keep-runs keeps them)")
+    print(f"{output}: {folder_size(output) / 1e6:.0f} MB")
     return summary
 
 
@@ -272,7 +321,8 @@ class NotebookContext:
         from .runs import finetune_run
 
         train, dev, test = self.splits()
-        folder = f"runs/main-{Path(self.model).name}-{self.profile.name}-seed{self.seed}"
+        folder = (f"{RUNS_DIR}/{MAIN_RUN_PREFIX}{Path(self.model).name}-{self.profile.name}"
+                  f"-seed{self.seed}")
         return finetune_run(self.path(folder), self.run_info(), train, dev, test,
                             config or self.train_config(), callbacks=callbacks,
                             keep_checkpoint=False)
@@ -280,12 +330,16 @@ class NotebookContext:
     def compare(self, name: str, vary: dict[str, Sequence[Any]], *, preset_name: str = "tuned",
                 seeds: Sequence[int] | None = None, baseline: dict[str, Any] | None = None,
                 info: dict[str, Any] | None = None, train_size: int | str | None = "compare",
-                score_on: str = "dev", **config_changes: Any):
+                score_on: str = "dev", only: Sequence[dict[str, Any]] | None = None,
+                **config_changes: Any):
         """Fine-tune every variant of ``vary`` once per seed at the profile's comparison size,
         and compare each with the baseline on the same pairs (``grids.run_grid``).
 
         Verdicts are computed on dev by default: a comparison that chooses a setting must not
-        look at test. Finished runs are re-used, so running a cell again costs nothing.
+        look at test. Finished runs are re-used, so running a cell again costs nothing. ``only``
+        runs the baseline and just the variants listed, each as the settings it changes (e.g.
+        ``[{"pooling": "cls"}, {"model": "scratch"}]``): several one-change comparisons that
+        share one baseline, instead of every combination.
         """
         from .grids import GridSpec, run_grid
 
@@ -297,7 +351,8 @@ class NotebookContext:
                         seeds=tuple(seeds if seeds is not None else self.profile.compare_seeds),
                         baseline=baseline, train_size=size, dev_size=self.profile.dev_size,
                         test_size=self.profile.test_size, data_seed=self.seed,
-                        data_dir=str(self.data_dir), score_on=score_on)
+                        data_dir=str(self.data_dir), score_on=score_on,
+                        only=tuple(only) if only is not None else None)
         return run_grid(spec, self.path(f"grids/{name}-{self.profile.name}-seed{self.seed}"),
                         jobs=1)
 
@@ -328,19 +383,21 @@ def setup_notebook(
 ) -> NotebookContext:
     """Resolve a notebook's parameters: profile, model, SNLI folder, device, seed, outputs.
 
-    Says what it chose, so nothing is silently different from what the reader asked for.
+    Says what it chose, so nothing is silently different from what the reader asked for, and says
+    once that the train file is a sample (the SampleWarning is silenced for the notebook after).
     """
     import warnings
 
     import torch
 
     from .devices import resolve_device
-    from .snli import SampleWarning, resolve_data_dir
+    from .snli import SampleWarning, resolve_data_dir, train_sample_note
 
     chosen = get_profile(profile)
     folder = resolve_data_dir(data_dir)
     torch.manual_seed(seed)
-    warnings.simplefilter("once", SampleWarning)
+    note = train_sample_note(folder)
+    warnings.simplefilter("ignore", SampleWarning)  # said once below, not at every read
     ctx = NotebookContext(
         notebook=notebook,
         profile=chosen,
@@ -352,6 +409,8 @@ def setup_notebook(
     )
     print(f"profile {chosen.name} | model {ctx.model} | device {ctx.device} | data {folder} | "
           f"outputs {ctx.output}")
+    if note:
+        print(note)
     return ctx
 
 

@@ -62,14 +62,171 @@ def expect_equal(answer: Any, expected: Any, what: str, hint: str = "") -> Verdi
 
 # -- notebook 01 -----------------------------------------------------------------------------------
 
+EMBEDDING_PARTS = ("encoder.token_embedding", "encoder.pos_embedding", "encoder.segment_embedding",
+                   "encoder.embed_norm")
+
+
+def embedding_share(model: Any) -> float:
+    """The share of a BERT's parameters that sit in its embeddings (token, position, segment,
+    and the embedding LayerNorm where the flavour has one)."""
+    sizes = [(name, p.numel()) for name, p in model.named_parameters()]
+    total = sum(n for _, n in sizes)
+    return sum(n for name, n in sizes if name.startswith(EMBEDDING_PARTS)) / total
+
+
+@register("01 embedding share")
+def _embedding_share(answer: float, *, model: Any) -> Verdict:
+    expected = embedding_share(model)
+    if abs(float(answer) - expected) <= 0.005:
+        return Verdict(True, f"the embeddings hold {expected:.1%} of the parameters.")
+    hint = ("Did you count only the token table? Add the position and segment tables."
+            if abs(float(answer) - model.encoder.token_embedding.weight.numel() /
+                   sum(p.numel() for p in model.parameters())) <= 0.005 else
+            "Sum the numel() of the parameters whose names start with the embedding tables, "
+            "divided by the sum over all parameters.")
+    return Verdict(False, f"the embedding share is {expected:.1%}, not {float(answer):.1%}. {hint}")
+
+
+@register("01 packed pair")
+def _packed_pair(answer: tuple[list[str], list[int]], *, tokenizer: Any, premise: str,
+                 hypothesis: str) -> Verdict:
+    expected = tokenizer.pack_tokens(tokenizer.tokenize(premise), tokenizer.tokenize(hypothesis))
+    tokens, segments = (list(part) for part in answer)
+    if tokens != expected[0]:
+        return expect_equal(tokens, expected[0], "the packed tokens",
+                            "<cls> premise <sep> hypothesis <sep>, each side as the tokenizer "
+                            "splits it.")
+    return expect_equal(segments, expected[1], "the segment ids",
+                        "0 for <cls>, the premise and its <sep>; 1 for the hypothesis and the "
+                        "last <sep>.")
+
+
+@register("01 swapped pair")
+def _swapped_pair(answer: Any, **_: Any) -> Verdict:
+    expected = {"position", "segment"}
+    given = {str(name).lower().removesuffix(" embedding") for name in answer}
+    if given == expected:
+        return Verdict(True, "each token keeps its token row, but moves to another position "
+                             "and to the other segment.")
+    why = ("A token's own row never changes: the token embedding depends only on the token. "
+           if "token" in given else "")
+    return Verdict(False, f"{why}After the swap each token stands at another position and in "
+                          "the other segment: the answer is {'position', 'segment'}.")
+
+
+@register("01 unknown words")
+def _unknown_words(answer: int, *, tokenizer: Any, text: str) -> Verdict:
+    tokens = tokenizer.tokenize(tokenizer.prepare_typed(text))
+    unknown = [t for t in tokens if tokenizer[t] == tokenizer.unk_id]
+    return expect_equal(int(answer), len(unknown), "the number of <unk> tokens",
+                        f"The words the vocabulary lacks are {unknown}.")
+
 
 # -- notebook 02 -----------------------------------------------------------------------------------
+
+@register("02 vocabulary size")
+def _vocabulary_size(answer: int, *, word_counts: Any, min_freq: int) -> Verdict:
+    from .tokenization import BOOK_RESERVED, build_book_vocab
+
+    expected = len(build_book_vocab(word_counts, min_freq=min_freq))
+    words = expected - len(BOOK_RESERVED)
+    hint = (f"Count the reserved tokens too ({len(BOOK_RESERVED)} of them)."
+            if int(answer) == words else
+            f"Count the words seen at least {min_freq} times, plus the reserved tokens.")
+    return expect_equal(int(answer), expected, f"the vocabulary size at min_freq={min_freq}", hint)
+
+
+@register("02 unknown by side")
+def _unknown_by_side(answer: dict[str, int], *, tokenizer: Any, premises: Any,
+                     hypotheses: Any) -> Verdict:
+    def unknown(texts: Any) -> int:
+        return sum(tokenizer[t] == tokenizer.unk_id for text in texts
+                   for t in tokenizer.tokenize(text))
+
+    expected = {"premise": unknown(premises), "hypothesis": unknown(hypotheses)}
+    return expect_equal(dict(answer), expected, "the unknown word tokens per side",
+                        "Tokenize each side's texts and count the tokens whose id is <unk>'s.")
+
+
+@register("02 padding share")
+def _padding_share(answer: float, *, lengths: Any, batch_size: int, pool_batches: int,
+                   seed: int) -> Verdict:
+    import numpy as np
+
+    from .data import LengthBucketSampler
+
+    lengths = np.asarray(lengths)
+    batches = [np.asarray(b) for b in LengthBucketSampler(lengths, batch_size,
+                                                          pool_batches=pool_batches, seed=seed)]
+    computed = sum(lengths[b].max() * len(b) for b in batches)
+    expected = float(1 - lengths.sum() / computed)
+    if abs(float(answer) - expected) <= 0.001:
+        return Verdict(True, f"with pools of {pool_batches} batches, {expected:.1%} of the "
+                             "computed positions are padding.")
+    return Verdict(False, f"the padding share is {expected:.1%}, not {float(answer):.1%}: each "
+                          "batch computes (its longest length) x (its pairs) positions; the "
+                          "padding share is 1 - (sum of lengths) / (positions computed).")
 
 
 # -- notebook 03 -----------------------------------------------------------------------------------
 
+@register("03 truncated pair")
+def _truncated_pair(answer: tuple[list[str], list[str]], *, strategy: str, premise: Any,
+                    hypothesis: Any, max_len: int) -> Verdict:
+    from .truncation import SPECIAL_TOKENS_PER_PAIR, STRATEGIES
+
+    budget = max_len - SPECIAL_TOKENS_PER_PAIR
+    p_kept, h_kept = STRATEGIES[strategy](list(premise), list(hypothesis), budget)
+    kept = tuple(list(side) for side in answer)
+    if len(kept[0]) + len(kept[1]) != len(p_kept) + len(h_kept):
+        return Verdict(False, f"{strategy} keeps {len(p_kept) + len(h_kept)} tokens in all "
+                              f"(max_len {max_len} minus {SPECIAL_TOKENS_PER_PAIR} special "
+                              f"tokens), not {len(kept[0]) + len(kept[1])}.")
+    return expect_equal(kept, (p_kept, h_kept), f"what {strategy} keeps",
+                        "The counts per side are right only if the sides match too: "
+                        "which side loses tokens, and from which end?")
+
+
+@register("03 ratio lengths")
+def _ratio_lengths(answer: tuple[int, int], *, p_len: int, h_len: int, budget: int) -> Verdict:
+    from .truncation import ratio_lengths
+
+    expected = tuple(int(n) for n in ratio_lengths(p_len, h_len, budget))
+    return expect_equal(tuple(int(n) for n in answer), expected,
+                        f"ratio_lengths({p_len}, {h_len}, {budget})",
+                        "Each side gets budget x its share of the length, rounded so that the "
+                        "two add up to the budget exactly (see show_source(ratio_lengths)).")
+
 
 # -- notebook 04 -----------------------------------------------------------------------------------
+@register("04 optimizer steps")
+def optimizer_steps(answer: Any, *, pairs: int, batch_size: int, epochs: int = 1) -> Verdict:
+    """How many optimizer steps a run of ``epochs`` over ``pairs`` in batches of ``batch_size``
+    takes, counted by the book's own batch loader (the last, smaller batch is a step too)."""
+    from .data import RandomBatchSampler
+
+    expected = len(RandomBatchSampler(pairs, batch_size)) * epochs
+    return expect_equal(answer, expected, f"the number of optimizer steps ({pairs:,} pairs, "
+                        f"batches of {batch_size}, {epochs} epoch(s))",
+                        "One step per batch; a last batch with fewer pairs is a step too.")
+
+
+@register("04 new parameters")
+def new_parameters(answer: Any, *, hidden_size: int, pooling: str) -> Verdict:
+    """How many of a classifier's numbers start from random values: measured on a classifier
+    built with the package's own ``BERTClassifier`` at that hidden size and pooling."""
+    from .model import BERTClassifier, BertConfig, PretrainedBERT
+    from .parameters import new_parameter_count
+
+    config = BertConfig(vocab_size=8, hidden_size=hidden_size, num_layers=1, num_heads=1,
+                        ffn_size=4, max_len=8)
+    expected = new_parameter_count(BERTClassifier(PretrainedBERT(config), pooling=pooling))
+    return expect_equal(answer, expected, f"the number of new parameters ({pooling!r} pooling, "
+                        f"hidden size {hidden_size})",
+                        "Count weights and biases of every layer that is not in the checkpoint: "
+                        "the output layer, and for 'pair' the hidden layer that reads "
+                        "4 x hidden numbers.")
+
 
 
 # -- notebook 05 -----------------------------------------------------------------------------------

@@ -143,6 +143,8 @@ class GridSpec:
     data_dir: str | None = None
     score_on: str = "test"  # the split the verdicts are computed on: "test", or "dev" when the
     # comparison drives a decision (the test split is then never looked at)
+    only: tuple[dict[str, Any], ...] | None = None  # run just the baseline and these variants,
+    # each written as the settings it changes from the baseline (None: every combination)
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -152,10 +154,24 @@ class GridSpec:
         for name, value in (self.baseline or {}).items():
             if value not in self.vary.get(name, ()):
                 raise GridError(f"baseline {name}={value} is not one of the values varied")
+        for changes in self.only or ():
+            for name, value in changes.items():
+                if value not in self.vary.get(name, ()):
+                    raise GridError(f"variant {name}={value} is not one of the values varied")
 
     def variants(self) -> list[Variant]:
+        """Every combination of ``vary``; with ``only``, the baseline and those variants (each
+        changes just what it names, so a comparison with the baseline changes that alone)."""
         names = list(self.vary)
-        return [tuple(zip(names, values)) for values in itertools.product(*self.vary.values())]
+        if self.only is None:
+            return [tuple(zip(names, values)) for values in itertools.product(*self.vary.values())]
+        base = self.baseline_variant()
+        chosen = [base]
+        for changes in self.only:
+            variant = tuple((name, changes.get(name, value)) for name, value in base)
+            if variant not in chosen:
+                chosen.append(variant)
+        return chosen
 
     def baseline_variant(self) -> Variant:
         chosen = {name: values[0] for name, values in self.vary.items()}
@@ -326,19 +342,38 @@ class GridResult:
         """What the grid shows, one generated sentence per variant against the baseline; a
         comparison with a side that did not learn says so instead of reading a direction."""
         base = self.spec.baseline_variant()
-        sentences = []
-        for variant in self.spec.variants():
-            comparison = self.comparison(variant, base) if variant != base else None
-            if comparison is None:
-                continue
-            idle = [self.label(v) for v in (variant, base) if not self.learned(v)]
-            if idle:
-                sentences.append(f"{comparison.name_a} against {comparison.name_b}: not "
-                                 f"comparable, {' and '.join(idle)} did not learn measurably "
-                                 "(accuracy not above the majority class); train longer.")
-            else:
-                sentences.append(comparison.sentence())
-        return sentences
+        return [self._sentence(variant, base) for variant in self.spec.variants()
+                if variant != base and self.comparison(variant, base) is not None]
+
+    def against_baseline(self, changes: dict[str, Any], name: str | None = None,
+                         base_name: str | None = None):
+        """The variant that makes ``changes`` to the baseline, compared with the baseline:
+        ``(comparison, idle)``, the comparison named ``name`` / ``base_name`` (None when no seed
+        has both) and the names of the sides that did not learn measurably."""
+        base = self.spec.baseline_variant()
+        variant = tuple((key, changes.get(key, value)) for key, value in base)
+        comparison = self.comparison(variant, base)
+        names = {variant: name or self.label(variant), base: base_name or self.label(base)}
+        if comparison is not None:
+            comparison = dataclasses.replace(comparison, name_a=names[variant],
+                                             name_b=names[base])
+        return comparison, [names[v] for v in (variant, base) if not self.learned(v)]
+
+    def sentence(self, changes: dict[str, Any], name: str | None = None,
+                 base_name: str | None = None) -> str:
+        """One generated sentence for :meth:`against_baseline` (what it shows, or that it
+        cannot be read because a side did not learn)."""
+        comparison, idle = self.against_baseline(changes, name, base_name)
+        if comparison is None:
+            return f"{name or changes}: no run to compare yet."
+        if idle:
+            return (f"{comparison.name_a} against {comparison.name_b}: not comparable, "
+                    f"{' and '.join(idle)} did not learn measurably (accuracy not above the "
+                    "majority class); train longer.")
+        return comparison.sentence()
+
+    def _sentence(self, variant: Variant, base: Variant) -> str:
+        return self.sentence({key: value for key, value in variant})
 
     def save(self, root: Path) -> list[Path]:
         """results.csv / results.md (the table), verdicts.csv / verdicts.md."""
@@ -364,16 +399,17 @@ def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
              progress: bool = True, on_cell: Callable[[CellResult], None] | None = None
              ) -> GridResult:
     """Run every cell not finished yet (``jobs`` processes at once), then save the tables."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     root = Path(root)
     cells = list(spec.cells())
     jobs = jobs or default_jobs(len(cells))
     atomic_write_json(root / GRID_FILE, {"vary": {k: list(v) for k, v in spec.vary.items()},
                                          "seeds": list(spec.seeds),
+                                         "only": list(spec.only) if spec.only else None,
                                          "baseline": variant_label(spec.baseline_variant())})
     result = GridResult(spec)
-    bar = tqdm(total=len(cells), desc="grid", unit="run", disable=not progress)
+    bar = progress_bar(total=len(cells), desc="grid", unit="run", disable=not progress)
     for cell in _execute(spec, root, cells, jobs):
         result.cells.append(cell)
         bar.update(1)

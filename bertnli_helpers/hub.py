@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from tqdm.auto import tqdm
-
 from .errors import ChecksumError, DownloadError, UnknownResourceError, UnsafeArchiveError
+from .progress import progress_bar
 
 __all__ = [
     "CACHE_ENV",
@@ -235,7 +234,7 @@ def _stream(url: str, out: BinaryIO, label: str, progress: bool) -> str:
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
             total = _content_length(response)
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
+            with progress_bar(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
                       disable=not progress, leave=False) as bar:
                 while chunk := response.read(CHUNK_SIZE):
                     out.write(chunk)

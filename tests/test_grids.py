@@ -59,6 +59,27 @@ def test_cells_change_only_the_varied_setting_and_the_seed():
         GridSpec(RunInfo("minilm"), TrainConfig(), {"lr": (1e-4,)}, baseline={"lr": 0.1})
 
 
+def test_only_runs_one_change_comparisons_that_share_the_baseline():
+    spec = GridSpec(RunInfo("minilm", pooling="pair"), TrainConfig(lr=1e-4),
+                    {"pooling": ("pair", "cls"), "freeze_encoder": (False, True),
+                     "lr": (1e-4, 1e-3)}, seeds=(0, 1),
+                    only=({"pooling": "cls"}, {"freeze_encoder": True},
+                          {"freeze_encoder": True, "lr": 1e-3}, {}))
+    base = (("pooling", "pair"), ("freeze_encoder", False), ("lr", 1e-4))
+    assert spec.variants() == [
+        base,
+        (("pooling", "cls"), ("freeze_encoder", False), ("lr", 1e-4)),
+        (("pooling", "pair"), ("freeze_encoder", True), ("lr", 1e-4)),
+        (("pooling", "pair"), ("freeze_encoder", True), ("lr", 1e-3)),
+    ]  # the baseline once, first; no combination nobody asked for (cls + frozen)
+    assert len(list(spec.cells())) == 8
+    full = GridSpec(RunInfo("minilm"), TrainConfig(), dict(spec.vary))
+    assert len(full.variants()) == 8
+    with pytest.raises(GridError, match="variant pooling=mean is not one of the values"):
+        GridSpec(RunInfo("minilm"), TrainConfig(), {"pooling": ("pair", "cls")},
+                 only=({"pooling": "mean"},))
+
+
 def fake_cell(variant, seed, correct, labels):
     metrics = {"dev_accuracy": float(np.mean(correct)), "examples_per_s": 100.0,
                "train_seconds": 60.0}
@@ -149,3 +170,26 @@ def test_labels_leave_out_the_settings_every_run_shares():
     assert result.verdicts().loc[0, "A"] == "lr=0.0003" and "max_len" not in result.sentences()[0]
     only = GridResult(GridSpec(RunInfo("minilm"), TrainConfig(), {"max_len": (16,)}))
     assert only.label((("max_len", 16),)) == "max_len=16"  # nothing varies: the full name
+
+
+def test_against_baseline_names_the_sides_and_refuses_a_side_that_did_not_learn():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 800)
+    spec = GridSpec(RunInfo("minilm"), TrainConfig(), {"pooling": ("pair", "cls"),
+                                                       "batch_size": (16, 512)},
+                    only=({"pooling": "cls"}, {"batch_size": 512}))
+    result = GridResult(spec)
+    base = rng.random(800) < 0.75
+    result.cells.append(fake_cell((("pooling", "pair"), ("batch_size", 16)), 0, base, labels))
+    result.cells.append(fake_cell((("pooling", "cls"), ("batch_size", 16)), 0,
+                                  base & (rng.random(800) < 0.8), labels))
+    result.cells.append(fake_cell((("pooling", "pair"), ("batch_size", 512)), 0,
+                                  rng.random(800) < 0.2, labels))
+    comparison, idle = result.against_baseline({"pooling": "cls"}, "the cls head", "pair")
+    assert (comparison.name_a, comparison.name_b, comparison.verdict, idle) == (
+        "the cls head", "pair", "worse", [])
+    assert result.sentence({"pooling": "cls"}, "the cls head", "pair").startswith(
+        "the cls head is worse than pair")
+    assert "batches of 512 did not learn measurably" in result.sentence(
+        {"batch_size": 512}, "batches of 512", "batches of 16")
+    assert len(result.sentences()) == 2

@@ -8,20 +8,23 @@ import re
 import nbformat
 import pytest
 
+from bertnli_helpers.checkpoints import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
 from bertnli_helpers.course import (
+    MAIN_RUN_PREFIX,
     NOTEBOOK_DIR,
+    RUNS_DIR,
     course_notebooks,
+    folder_size,
     get_profile,
     read_results,
-    run_course,
     summary_table,
 )
 
 EXPECTED = ["01_pretrained_bert", "02_snli_dataset", "03_truncation", "04_fine_tuning",
-            "05_error_analysis", "06_exercises"]
+            "05_error_analysis", "06_exercises", "07_pretraining"]
 
 
-def test_the_course_has_six_notebooks_in_reading_order():
+def test_the_course_has_its_notebooks_in_reading_order():
     assert [nb.stem for nb in course_notebooks()] == EXPECTED
     assert [nb.stem for nb in course_notebooks(["3", "05_error_analysis"])] == [
         "03_truncation", "05_error_analysis"]
@@ -87,9 +90,8 @@ def test_profiles_are_ordered_by_size():
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_every_notebook_runs_in_the_tiny_profile(snli_dir, tmp_path):
-    out = tmp_path / "course"
-    summary = run_course(profile="tiny", output=out, data_dir=str(snli_dir), device="cpu")
+def test_every_notebook_runs_in_the_tiny_profile(tiny_course):
+    out, summary = tiny_course
     failed = [row for row in summary if row["status"] != "ok"]
     assert not failed, failed
     assert [row["notebook"] for row in summary] == EXPECTED
@@ -104,6 +106,22 @@ def test_every_notebook_runs_in_the_tiny_profile(snli_dir, tmp_path):
     assert 0.0 <= results["04_fine_tuning"]["test_accuracy"] <= 1.0
     assert "| 04_fine_tuning |" in summary_table(summary)
     assert json.loads((out / "summary.json").read_text())[0]["status"] == "ok"
+    index = (out / "index.html").read_text()
+    assert all(f'href="{name}.html"' in index for name in EXPECTED)
+    assert '<b id="profile">tiny</b>' in index and '<b id="model">minilm</b>' in index
+
+
+@pytest.mark.slow
+def test_only_the_main_run_keeps_its_weights_after_the_course(tiny_course):
+    out, _ = tiny_course
+    runs = sorted(path.parent for path in out.rglob("run.json"))
+    main = [run for run in runs if run.name.startswith(MAIN_RUN_PREFIX)]
+    assert len(main) == 1 and main[0].parent == out / RUNS_DIR
+    assert len(runs) > 1, "the tiny course makes comparison runs"
+    assert all((run / "metrics.json").exists() for run in runs)  # every run's record stays
+    weights = [*out.rglob(BEST_WEIGHTS_FILE), *out.rglob(CHECKPOINT_FILE)]
+    assert [path.parent for path in weights] == main
+    assert folder_size(out) < 200e6
 
 
 def test_notebook_context_train_config_lets_the_notebook_override_anything(snli_dir, tmp_path):
