@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import platform
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,11 @@ def library_versions() -> dict[str, str]:
     }
 
 
+# The weights-only unpickler's words for bytes that are not a pickle (as against a pickle that
+# names code to run, which it reports as an unsupported GLOBAL).
+_NOT_A_PICKLE = re.compile(r"Unsupported operand|invalid load key|pickle data was truncated")
+
+
 def load_tensors(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
     """``torch.load(path, weights_only=True)`` with one clear error for every unreadable file."""
     path = Path(path)
@@ -49,10 +55,14 @@ def load_tensors(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
                               "rebuild it, or restore the file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as err:
+        if _NOT_A_PICKLE.search(str(err)):  # bytes that are no pickle at all: a corrupt file
+            raise CheckpointError(f"{path} is not a readable {what} (corrupt: not a torch file); "
+                                  "run again to rebuild it, or restore the file") from None
         raise CheckpointError(
             f"{path} is not a plain-tensor {what}: it asks to run code when loaded, so it was "
-            "refused; do not load it any other way unless you wrote it yourself") from None
+            "refused, and it must not be loaded any other way (that would run the code)"
+            ) from None
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(

@@ -2,9 +2,11 @@
 truncation-report, course.
 
 Every subcommand explains itself with ``--help``; the choices it offers (pooling heads, models,
-splits, strategies, profiles) are read from the package's registries. Bad arguments and missing
-files end with a one-line error and exit code 2; output files are written atomically, so a failed
-command leaves nothing half-written.
+splits, strategies, profiles) are read from the package's registries. Bad arguments, files and
+folders end with a one-line error and exit code 2 (:func:`main` catches the package's own errors
+and the I/O errors of the user's files, nothing else, so a bug still shows its traceback); output
+files are written atomically, so a failed command leaves nothing half-written, and a run folder
+has one writer at a time.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return value
+
+
+def _max_len(text: str) -> int:
+    value = int(text)
+    if value < 5:
+        raise argparse.ArgumentTypeError(
+            f"must be at least 5 (<cls> premise <sep> hypothesis <sep>), not {text}")
     return value
 
 
@@ -70,12 +80,23 @@ def recipe(args: argparse.Namespace):
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    from .devices import resolve_device
+    from .files import run_folder_lock
+
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output {out} is a file, not a folder: choose a folder for the run")
+    resolve_device(args.device)  # an unavailable device: refused before any data are read
+    with run_folder_lock(out):  # the whole command, checks included: one writer per folder
+        return _finetune_in(out, args)
+
+
+def _finetune_in(out: Path, args: argparse.Namespace) -> int:
     from .callbacks import ProgressBar
     from .checkpoints import CHECKPOINT_FILE
     from .runs import finetune_run, write_metrics
     from .snli import sample_splits
 
-    out = Path(args.output)
     if not args.resume and (out / "run.json").exists():
         raise UsageError(
             f"{out} already holds a run; pass --resume to continue it, or choose another --output"
@@ -180,16 +201,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # -- evaluate / predict ----------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import SNLIBERTDataset
+    from .files import run_folder_lock
     from .inference import evaluate
-    from .runs import load_finetuned, write_metrics
+    from .runs import METRICS_FILE, load_finetuned, read_json, write_metrics
     from .snli import read_records
 
     net, tokenizer, info = load_finetuned(args.run, device=args.device)
     split = read_records(args.data_dir, args.split).sample(args.size, args.seed)
     data = SNLIBERTDataset(split, tokenizer, info.max_len, info.truncation)
     metrics = evaluate(net, data)
-    write_metrics(args.run, {f"{args.split}_accuracy": metrics["accuracy"],
-                             f"{args.split}_loss": metrics["loss"]})
+    with run_folder_lock(args.run):  # the run's own figures stay; this one is added beside them
+        path = Path(args.run) / METRICS_FILE
+        evaluations = (read_json(path) if path.exists() else {}).get("evaluations", {})
+        evaluations[args.split] = {**metrics, "sample": args.size, "seed": args.seed}
+        write_metrics(args.run, {"evaluations": evaluations})
     print(json.dumps({"split": args.split, **metrics}, indent=2))
     return 0
 
@@ -197,18 +222,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _read_pair_file(path: Path) -> tuple[list[str], list[str]]:
     if not path.exists():
         raise FileNotFoundError(f"pairs file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
     premises, hypotheses = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         if path.suffix == ".jsonl":
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UsageError(f"{path}, line {number}: not valid JSON ({err.msg}, column "
+                                 f"{err.colno})") from None
+            if not isinstance(row, dict):
+                raise UsageError(f"{path}, line {number}: expected a JSON object with premise "
+                                 f"and hypothesis, got {type(row).__name__}")
             premise, hypothesis = row.get("premise", row.get("sentence1")), row.get(
                 "hypothesis", row.get("sentence2"))
         else:
             parts = line.split("\t")
             premise, hypothesis = parts if len(parts) == 2 else (None, None)
-        if not premise or not hypothesis:
+        if not isinstance(premise, str) or not isinstance(hypothesis, str) or not (
+                premise and hypothesis):
             raise UsageError(
                 f"{path}, line {number}: expected 'premise<TAB>hypothesis' (or JSON with "
                 "premise/hypothesis or sentence1/sentence2)"
@@ -269,8 +306,12 @@ def cmd_truncation_report(args: argparse.Namespace) -> int:
 
 # -- course ----------------------------------------------------------------------------------
 def cmd_course(args: argparse.Namespace) -> int:
-    from .course import run_course
+    from .course import course_notebooks, run_course
 
+    try:
+        course_notebooks(args.notebooks)  # an unknown name: refused before any folder is made
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     summary = run_course(
         profile=args.profile, output=Path(args.output), notebooks=args.notebooks,
         model=args.model, data_dir=args.data_dir, device=args.device, html=not args.no_html,
@@ -306,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
         q.add_argument("--dev-size", type=_positive_int, help="random sample of dev pairs")
         q.add_argument("--test-size", type=_positive_int, help="random sample of test pairs")
-        q.add_argument("--max-len", type=int, default=128,
+        q.add_argument("--max-len", type=_max_len, default=128,
                        help="packed length limit (default 128)")
         q.add_argument("--truncation", default="longest_first", type=_strategy_name,
                        choices=list(STRATEGIES), help="pair truncation strategy")
@@ -395,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.add_argument("--split", default="dev", choices=SPLITS)
     p.add_argument("--size", type=_positive_int)
-    p.add_argument("--max-len", type=int, nargs="+", default=[16, 24, 32, 48, 64, 128])
+    p.add_argument("--max-len", type=_max_len, nargs="+", default=[16, 24, 32, 48, 64, 128])
     p.add_argument("--strategies", nargs="+", type=_strategy_name, choices=list(STRATEGIES),
                    help="default: all registered strategies")
     p.set_defaults(func=cmd_truncation_report)
@@ -422,9 +463,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bertnli: interrupted", file=sys.stderr)
         return 130
-    except (BertNLIError, FileNotFoundError, ValueError, RuntimeError) as err:
-        print(f"bertnli {args.command}: error: {err}", file=sys.stderr)
+    except (BertNLIError, OSError) as err:  # bad input; any other exception is a bug: traceback
+        print(f"bertnli {args.command}: error: {user_message(err)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def user_message(err: BaseException) -> str:
+    """What went wrong, naming the file: an OSError of the system's own says only
+    "[Errno 13] Permission denied: '/x'"; ours carry their whole message."""
+    if isinstance(err, OSError) and not isinstance(err, BertNLIError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        also = f" -> {err.filename2}" if err.filename2 else ""
+        return f"{err.strerror}{where}{also}"
+    return str(err)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from .errors import SettingError
 from .files import atomic_write
 from .snli import SNLISplit
 from .tokenization import TextTokenizer
@@ -162,7 +163,8 @@ def encode_pairs(
     fit, and pack them back to back; memory beyond the result stays bounded by the chunk."""
     budget = max_len - SPECIAL_TOKENS_PER_PAIR
     if budget < 2:
-        raise ValueError(f"max_len must be at least 5 to hold <cls> p <sep> h <sep>, not {max_len}")
+        raise SettingError(f"max_len must be at least 5 to hold <cls> p <sep> h <sep>, "
+                           f"not {max_len}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     premises, hypotheses, labels = _as_triple((premises, hypotheses, labels), "book")

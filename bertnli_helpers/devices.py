@@ -15,7 +15,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:  # torch's own list of the device types it knows
+        raise DeviceError(f"unknown device {str(device)!r}: {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(
             f"device {device} was asked for but CUDA is not available here "

@@ -95,3 +95,19 @@ class D2LUnavailableError(BertNLIError, ImportError):
 
 class GridError(BertNLIError, ValueError):
     """A grid asks to vary something that cannot vary, or with values that do not parse."""
+
+
+class FolderLockedError(BertNLIError):
+    """Another process is writing into the same run folder (its pid is in the message)."""
+
+
+class EmptySplitError(BertNLIError, ValueError):
+    """A train, dev or test split has no usable pairs (an empty or all-'-' file)."""
+
+
+class SettingError(BertNLIError, ValueError):
+    """A setting that cannot be used as given (a recipe value, a preset name)."""
+
+
+class CorruptArchiveError(BertNLIError, ValueError):
+    """An archive that cannot be read to the end (truncated, or its sizes and data disagree)."""

@@ -5,6 +5,10 @@ through :func:`atomic_write`: the bytes go to a temporary file beside the target
 disk, then renamed onto it, so a reader sees the old file or the new one, never a torn one. The
 temporary file is created with mode ``0o666`` less the umask, like any ordinary file, so a
 teacher's run folder on a shared machine is as readable as the teacher's umask says.
+
+:func:`run_folder_lock` gives a run folder one writer at a time: an ``flock`` on a lock file in
+the folder (the kernel releases it when the process dies, so a killed run never leaves a stale
+lock), with the holder's pid in it for the refusal message of a second writer.
 """
 
 from __future__ import annotations
@@ -12,11 +16,26 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Callable
+import signal
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import FolderLockedError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock, so run folders are not locked
+    fcntl = None  # type: ignore[assignment]
+
 TEMP_SUFFIX = ".tmp"
+LOCK_FILE = ".bertnli.lock"
+KILL_AT_WRITE_ENV = "BERTNLI_TEST_KILL_AT_WRITE"
+"""Test hook, unset in normal use: ``NAME:N`` SIGKILLs the process half-way through its N-th
+atomic write of a file called NAME, so the crash tests can stop a real run at an exact write."""
+_writes_so_far: Counter[str] = Counter()
 
 
 def temp_path_for(path: Path) -> Path:
@@ -37,6 +56,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+            _die_here_if_asked(path)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -70,3 +90,89 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def _die_here_if_asked(path: Path) -> None:
+    """The :data:`KILL_AT_WRITE_ENV` test hook (does nothing when the variable is unset)."""
+    spec = os.environ.get(KILL_AT_WRITE_ENV)
+    if not spec:
+        return
+    name, _, count = spec.rpartition(":")
+    _writes_so_far[path.name] += 1
+    if path.name == name and _writes_so_far[name] == int(count):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_held: dict[Path, int] = {}  # folders this process holds, and how deep (the lock is re-entrant)
+
+
+@contextmanager
+def run_folder_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold ``folder`` as its only writer, or raise :class:`FolderLockedError` at once.
+
+    The folder is created if needed (and removed again if it is still empty when released, so a
+    refused command leaves nothing). Once held, temporary files of killed writers are removed.
+    Re-entrant within one process, so a command may hold the folder around library calls that
+    take the lock themselves; under torchrun only rank 0 (the writer) takes it.
+    """
+    folder = Path(folder).absolute()
+    if folder in _held or fcntl is None or _torchrun_follower():
+        _held[folder] = _held.get(folder, 0) + 1
+        try:
+            yield folder
+        finally:
+            _release_count(folder)
+        return
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = _take_lock(folder / LOCK_FILE, folder)
+    _held[folder] = 1
+    try:
+        remove_stale_temps(folder)
+        yield folder
+    finally:
+        del _held[folder]
+        (folder / LOCK_FILE).unlink(missing_ok=True)  # while still held: see _take_lock
+        os.close(fd)
+        if created:
+            _remove_if_empty(folder)
+
+
+def _take_lock(path: Path, folder: Path) -> int:
+    """Lock ``path`` and write our pid in it; a lock file that its holder removed between our
+    open and our lock is a stale inode, so open the path again."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise FolderLockedError(
+                f"{folder} is in use by another bertnli process (pid {holder}); wait for it to "
+                "finish, or choose another output folder") from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            return fd
+        os.close(fd)
+
+
+def _torchrun_follower() -> bool:
+    """A process of a torchrun job other than rank 0: it writes nothing, rank 0 holds the lock."""
+    return os.environ.get("RANK", "0") != "0"
+
+
+def _release_count(folder: Path) -> None:
+    _held[folder] -= 1
+    if not _held[folder]:
+        del _held[folder]
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with suppress(OSError):  # not empty: the command wrote something there
+        folder.rmdir()

@@ -23,11 +23,18 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import ChecksumError, DownloadError, UnknownResourceError, UnsafeArchiveError
+from .errors import (
+    ChecksumError,
+    CorruptArchiveError,
+    DownloadError,
+    UnknownResourceError,
+    UnsafeArchiveError,
+)
 from .progress import progress_bar
 
 __all__ = [
@@ -60,6 +67,12 @@ MARKER = ".bertnli-archive.sha1"
 """File written inside an extracted folder, holding the SHA-1 of the archive it came from."""
 
 ARCHIVE_SUFFIX = ".zip"
+
+MAX_UNPACKED_BYTES = 8 << 30
+"""The most an archive may unpack to: 8 GiB (SNLI unpacks to ~0.5 GiB, bert.base to ~0.5 GiB)."""
+
+MAX_RATIO = 100
+"""The most an archive may unpack to per byte of its own size (SNLI: ~5; a zip bomb: ~1,000)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,9 @@ def cache_dir() -> Path:
     """The download cache: ``$BERTNLI_CACHE_DIR``, else ``~/.cache/bertnli``; created on demand."""
     env = os.environ.get(CACHE_ENV)
     folder = Path(env).expanduser() if env else Path.home() / ".cache" / "bertnli"
+    if folder.exists() and not folder.is_dir():
+        raise DownloadError(f"the download cache {folder} is a file, not a folder: set "
+                            f"{CACHE_ENV} to a folder (or unset it for ~/.cache/bertnli)")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -347,9 +363,13 @@ def extract(
         return folder
     _archive_stem(archive.name)  # rejects other formats with a clear message
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            _safe_parts(info.filename, archive)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                _safe_parts(info.filename, archive)
+            _check_unpacked_size(archive, sum(info.file_size for info in zf.infolist()))
+    except _UNREADABLE as exc:
+        raise _corrupt(archive, exc) from None
 
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".partial"))
     try:
@@ -357,10 +377,37 @@ def extract(
             _extract_zip(zf, archive, tmp)
         (tmp / MARKER).write_text(digest + "\n", encoding="ascii")
         _install(tmp, folder, digest)
+    except _UNREADABLE as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _corrupt(archive, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _check_unpacked_size(archive: Path, total: int) -> None:
+    """Refuse an archive that would unpack to more than :data:`MAX_UNPACKED_BYTES`, or to more
+    than :data:`MAX_RATIO` times its own size (a zip bomb), before anything is written. The sizes
+    are the archive's own: zipfile stops each member at its stated size and checks its CRC."""
+    size = max(archive.stat().st_size, 1)
+    mib = 1 << 20
+    if total > MAX_UNPACKED_BYTES:
+        raise UnsafeArchiveError(
+            f"{archive} would unpack to {total / mib:.1f} MiB, over the limit of "
+            f"{MAX_UNPACKED_BYTES / mib:.1f} MiB; refusing to extract the archive")
+    if total > MAX_RATIO * size:
+        raise UnsafeArchiveError(
+            f"{archive} would unpack to {total / mib:.1f} MiB, {total / size:,.0f} times its size "
+            f"(the limit is {MAX_RATIO}); refusing to extract what looks like a zip bomb")
+
+
+_UNREADABLE = (zipfile.BadZipFile, EOFError, zlib.error)
+
+
+def _corrupt(archive: Path, exc: BaseException) -> CorruptArchiveError:
+    return CorruptArchiveError(f"{archive} cannot be read to the end ({exc}): it is truncated "
+                               "or corrupt; delete it and download it again")
 
 
 def _install(tmp: Path, folder: Path, digest: str) -> None:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from . import hub
+from .checkpoints import load_tensors
 from .devices import resolve_device
 from .errors import CheckpointMismatchError, PretrainedLoadError
 from .files import atomic_torch_save, atomic_write, atomic_write_json
@@ -151,14 +152,9 @@ def _fit_positions(state: dict[str, torch.Tensor], max_len: int | None) -> int:
 
 
 def _torch_load(path: Path) -> dict[str, torch.Tensor]:
-    """Load a pickled state dict safely: tensors only (``weights_only=True``)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError) as err:
-        raise PretrainedLoadError(
-            f"{path} is not a plain tensor checkpoint and was not unpickled "
-            f"(weights_only=True refuses arbitrary objects): {err}"
-        ) from None
+    """Load a pickled state dict safely: tensors only (``weights_only=True``), and one error
+    naming the file for an empty, truncated or code-running one."""
+    state = load_tensors(path, "pretrained checkpoint")
     if not isinstance(state, Mapping):
         raise PretrainedLoadError(f"{path} holds a {type(state).__name__}, not a state dict")
     return dict(state)
@@ -257,7 +253,7 @@ def zip_book_folder(folder: str | Path, zip_path: str | Path) -> Path:
 
 def _hf_config(folder: Path, dropout: float | None, max_len: int | None) -> BertConfig:
     config_file = folder / "config.json"
-    raw = json.loads(config_file.read_text())
+    raw = _read_config(config_file)
     if raw.get("model_type", "bert") != "bert":
         raise PretrainedLoadError(
             f"{config_file} describes a {raw.get('model_type')!r} model; only BERT is supported"
@@ -267,7 +263,11 @@ def _hf_config(folder: Path, dropout: float | None, max_len: int | None) -> Bert
         raise PretrainedLoadError(f"{config_file}: hidden_act {act!r} is not supported (gelu)")
     if raw.get("position_embedding_type", "absolute") != "absolute":
         raise PretrainedLoadError(f"{config_file}: only absolute position embeddings are supported")
-    return BertConfig(
+    missing = [k for k in HF_REQUIRED if k not in raw]
+    if missing:
+        raise PretrainedLoadError(f"{config_file} lacks {', '.join(missing)}: a BERT config.json "
+                                  f"states {', '.join(HF_REQUIRED)}")
+    config = BertConfig(
         vocab_size=raw["vocab_size"],
         hidden_size=raw["hidden_size"],
         num_layers=raw["num_hidden_layers"],
@@ -282,14 +282,54 @@ def _hf_config(folder: Path, dropout: float | None, max_len: int | None) -> Bert
         flavour="hf",
         layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
     )
+    _warn_if_heads_unusual(config, config_file)
+    return config
+
+
+HF_REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+               "intermediate_size")
+# Attention heads of published BERTs by hidden size (BERT tiny to large, MiniLM-L6/L12 of 384).
+KNOWN_HEADS = {128: 2, 256: 4, 384: 12, 512: 8, 768: 12, 1024: 16}
+
+
+def _warn_if_heads_unusual(config: BertConfig, source: Path) -> None:
+    """The head count is the one size the weights do not show (the query, key and value
+    matrices are the same shape for any split of the hidden size), so a wrong one loads and
+    gives wrong outputs; say so when it is not the known layout for this width."""
+    usual = KNOWN_HEADS.get(config.hidden_size)
+    if usual is not None and config.num_heads != usual:
+        warnings.warn(
+            f"{source} says {config.num_heads} attention heads for hidden size "
+            f"{config.hidden_size}; published BERTs of this width use {usual}. The head count "
+            "cannot be read from the weights, so a wrong one loads without error and gives "
+            "wrong outputs: check it against the model card.", UserWarning, stacklevel=4)
+
+
+def _read_config(path: Path) -> dict:
+    """``config.json`` as a dict; bad JSON names the file and the line."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise PretrainedLoadError(f"{path} is not UTF-8 text ({err.reason})") from None
+    except json.JSONDecodeError as err:
+        raise PretrainedLoadError(f"{path}, line {err.lineno}: not valid JSON ({err.msg}, "
+                                  f"column {err.colno})") from None
+    if not isinstance(raw, dict):
+        raise PretrainedLoadError(f"{path} must hold a JSON object of BERT sizes")
+    return raw
 
 
 def _hf_weights(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
     safetensors_file, bin_file = folder / "model.safetensors", folder / "pytorch_model.bin"
     if safetensors_file.exists():
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(safetensors_file)), safetensors_file
+        try:
+            return load_file(str(safetensors_file)), safetensors_file
+        except SafetensorError as err:
+            raise PretrainedLoadError(f"{safetensors_file} is not a readable safetensors file "
+                                      f"(truncated or corrupt: {err})") from None
     if bin_file.exists():
         return _torch_load(bin_file), bin_file
     raise PretrainedLoadError(

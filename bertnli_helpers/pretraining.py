@@ -38,7 +38,7 @@ from torch import nn
 
 from .checkpoints import library_versions, load_checkpoint, load_tensors, save_checkpoint
 from .devices import resolve_device
-from .errors import CheckpointError
+from .errors import CheckpointError, EmptySplitError, SettingError
 from .files import atomic_write_json
 from .hub import sha1_of
 from .model import BertConfig, BERTEncoder, init_bert_weights
@@ -298,11 +298,11 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+            raise SettingError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         if min(self.steps, self.batch_size, self.log_every, self.min_freq) < 1 or self.lr <= 0:
-            raise ValueError("steps, batch_size, log_every and min_freq must be >= 1, lr > 0")
+            raise SettingError("steps, batch_size, log_every and min_freq must be >= 1, lr > 0")
         if self.max_len < 8:
-            raise ValueError(f"max_len {self.max_len} is too short for a sentence pair")
+            raise SettingError(f"max_len {self.max_len} is too short for a sentence pair")
 
     def model_config(self, vocab_size: int) -> BertConfig:
         return BertConfig(vocab_size=vocab_size, hidden_size=self.hidden_size,
@@ -327,7 +327,7 @@ PRESETS: dict[str, PretrainConfig] = {
 
 def preset(name: str, **changes: Any) -> PretrainConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown pretraining preset {name!r}; known: {', '.join(PRESETS)}")
+        raise SettingError(f"unknown pretraining preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name].replace(**changes)
 
 
@@ -393,7 +393,8 @@ def start_pretraining(
 ) -> PretrainLoop:
     """Device, optimizer (AdamW, no decay on biases and norms), warm-up and decay, precision."""
     if not examples:
-        raise ValueError("no pretraining examples: every sentence pair was longer than max_len")
+        raise EmptySplitError(
+            "no pretraining examples: every sentence pair was longer than max_len")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model.to(device).train()

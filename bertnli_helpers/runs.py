@@ -14,6 +14,7 @@ pairs were encoded (the ``encode`` function: whole pairs, or hypotheses only), t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -32,14 +33,14 @@ from .checkpoints import (
 )
 from .data import SNLIBERTDataset, pairs_fingerprint
 from .devices import resolve_device
-from .errors import CheckpointError
-from .files import atomic_write_json
+from .errors import CheckpointError, EmptySplitError, InputTooLongError
+from .files import atomic_write_json, run_folder_lock
 from .inference import evaluate
 from .model import BERTClassifier
 from .pretrained import load_for_run
 from .snli import SNLISplit
 from .tokenization import TextTokenizer
-from .train import Callback, TrainConfig, fine_tune
+from .train import Callback, TrainConfig, check_resumable, fine_tune
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -73,9 +74,33 @@ class RunInfo:
                 f"{folder} is not a fine-tuning run folder (no {RUN_FILE}); "
                 "pass the --output folder of 'bertnli finetune' or of notebook 4"
             )
-        fields = json.loads(path.read_text())
-        fields.pop("extra", None)  # an empty field older versions wrote and nothing read
-        return cls(**fields)
+        fields = read_json(path)
+        if isinstance(fields, dict):
+            fields.pop("extra", None)  # an empty field older versions wrote and nothing read
+        return cls.from_dict(fields, path)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path) -> RunInfo:
+        """The run's settings as ``run.json`` stores them; anything else names the file."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(raw, dict) or "model" not in raw:
+            raise CheckpointError(f"{source} does not describe a run (no 'model' setting)")
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise CheckpointError(f"{source} has settings this version does not know: "
+                                  f"{', '.join(unknown)} (made by a newer bertnli, or edited?)")
+        return cls(**raw)
+
+
+def read_json(path: Path) -> Any:
+    """A run folder's JSON file; bad JSON is an error that names the file and the line."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path} is not UTF-8 text ({err.reason})") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}, line {err.lineno}: not valid JSON ({err.msg}, column "
+                              f"{err.colno}); restore the file or run again") from None
 
 
 def is_finished_run(folder: str | Path) -> bool:
@@ -104,7 +129,7 @@ def load_finetuned(
 
 def write_metrics(folder: str | Path, metrics: dict[str, Any]) -> Path:
     path = Path(folder) / METRICS_FILE
-    existing = json.loads(path.read_text()) if path.exists() else {}
+    existing = read_json(path) if path.exists() else {}
     existing.update(metrics)
     atomic_write_json(path, existing)
     return path
@@ -188,6 +213,23 @@ def _differences(saved: dict[str, Any] | None, wanted: dict[str, Any],
     return found
 
 
+def check_splits(train: SNLISplit, dev: SNLISplit, test: SNLISplit | None) -> None:
+    """Every split given must hold pairs: a run on none reports nothing true."""
+    for name, split in (("train", train), ("dev", dev), ("test", test)):
+        if split is not None and len(split) == 0:
+            raise EmptySplitError(
+                f"the {name} split ({split.path}) has no usable pairs (an empty file, or only "
+                "pairs without a gold label): point the data folder at a complete SNLI file")
+
+
+def check_max_len(info: RunInfo, bert: Any) -> None:
+    """Refuse a ``max_len`` the model has no positions for before any pair is encoded."""
+    limit = bert.config.max_len
+    if info.max_len > limit:
+        raise InputTooLongError(f"max_len={info.max_len} is longer than model {info.model}'s "
+                                f"{limit} positions: use a max_len of at most {limit}")
+
+
 def _clear_run_files(folder: Path) -> None:
     """Remove what an earlier run wrote (only the run's own files: nothing else is touched)."""
     for name in RUN_FILES:
@@ -208,6 +250,16 @@ class RunOutcome:
     folder: Path
 
 
+def _holding_its_folder(function: Callable[..., RunOutcome]) -> Callable[..., RunOutcome]:
+    """Run ``function(folder, ...)`` as the folder's only writer (see ``run_folder_lock``)."""
+    @functools.wraps(function)
+    def locked(folder: str | Path, *args: Any, **kwargs: Any) -> RunOutcome:
+        with run_folder_lock(folder):
+            return function(folder, *args, **kwargs)
+    return locked
+
+
+@_holding_its_folder
 def finetune_run(
     folder: str | Path,
     info: RunInfo,
@@ -228,12 +280,15 @@ def finetune_run(
     runs), but only when it was made with the same ``info``, ``config`` (its ``device`` aside) and
     train/dev/test pairs; any other run there (or one too old to say) is replaced by a new one.
     ``resume`` continues an interrupted run from its ``checkpoint.pt``; its pairs and ``info`` must
-    be this call's. ``keep_checkpoint=False`` deletes that (large) resumable checkpoint once the
-    run is finished; ``best_model.pt`` stays, which is all ``load_finetuned`` needs.
-    ``encode`` makes the datasets from the pairs (see ``Encode``): a hypothesis-only run passes
-    ``analysis.hypothesis_only_dataset``, and its fingerprint says so.
+    be this call's, and so must its recipe. ``keep_checkpoint=False`` deletes that (large)
+    resumable checkpoint once the run is finished; ``best_model.pt`` stays, which is all
+    ``load_finetuned`` needs. The folder is locked for the call: a second writer is refused at
+    once with the holder's pid. ``encode`` makes the datasets from the pairs (see ``Encode``): a
+    hypothesis-only run passes ``analysis.hypothesis_only_dataset``, and its fingerprint says so.
     """
     folder = Path(folder)
+    check_splits(train, dev, test)
+    resolve_device(config.device)  # an unavailable device: refused before anything is written
     wanted = run_inputs(info, train, dev, test, config, encode)
     saved = saved_inputs(folder)
     finished = is_finished_run(folder) and (folder / METRICS_FILE).exists()
@@ -252,20 +307,22 @@ def finetune_run(
         if differ:
             raise CheckpointError(f"cannot resume the run in {folder}: it was made with other "
                                   f"settings or pairs ({'; '.join(differ)})")
-    if not resume:
-        _clear_run_files(folder)  # no stale checkpoint, best weights or metrics survive
+        if isinstance(saved.get("train_config"), dict):
+            check_resumable(saved["train_config"], config, folder / INPUTS_FILE)
     info = dataclasses.replace(info)  # a copy: the caller's stays as asked
     bert, tokenizer, info.model_config = load_for_run(info.model, info.model_config,
                                                       seed=config.seed)
     torch.manual_seed(config.seed)  # the new output layer starts the same in every run
     net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
+    check_max_len(info, bert)
+    if not resume:
+        _clear_run_files(folder)  # no stale checkpoint, best weights or metrics survive
     encoding = {"max_len": info.max_len, "truncation": info.truncation}
     train_set = encode(train, tokenizer, **encoding)
     dev_set = encode(dev, tokenizer, **encoding)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / INPUTS_FILE, wanted)  # before training,
-    # so that resuming an interrupted run can check it continues the same one
-    result = fine_tune(net, train_set, dev_set, config, callbacks=callbacks, output_dir=folder,
+    result = fine_tune(net, train_set, dev_set, config, output_dir=folder,
+                       callbacks=[_RecordInputs(folder / INPUTS_FILE, wanted), *callbacks],
                        resume_from=folder if resume else None)
     metrics: dict[str, Any] = {
         "model": info.model,
@@ -285,6 +342,19 @@ def finetune_run(
         (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
     return RunOutcome(net.eval(), tokenizer, metrics, result.history, reused=False, info=info,
                       folder=folder)
+
+
+class _RecordInputs(Callback):
+    """Writes ``run_inputs.json`` as training begins: after a resume was accepted (a refused one
+    leaves the folder as it was) and before the first step, so that resuming an interrupted run
+    can check it continues the same one."""
+
+    def __init__(self, path: Path, inputs: dict[str, Any]) -> None:
+        self.path, self.inputs = path, inputs
+
+    def on_train_begin(self, state) -> None:
+        if state.is_main:
+            atomic_write_json(self.path, self.inputs)
 
 
 def _mean(values: list[float]) -> float:

@@ -35,7 +35,7 @@ from .checkpoints import (
 from .data import LengthBucketSampler, RandomBatchSampler, SNLIBERTDataset
 from .devices import resolve_device
 from .distributed import DistInfo, all_sum, evaluate_distributed, init_distributed
-from .errors import CheckpointError
+from .errors import CheckpointError, EmptySplitError, SettingError
 from .files import atomic_torch_save, atomic_write_json
 from .inference import evaluate, to_device
 from .optim import make_optimizer, make_scheduler
@@ -79,11 +79,11 @@ class TrainConfig:
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+                raise SettingError(f"{name} must be one of {allowed}, not {value!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+            raise SettingError("epochs and batch_size must be >= 1 and lr > 0")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
-            raise ValueError("micro_batch_size must be >= 1 (or None: the whole batch at once)")
+            raise SettingError("micro_batch_size must be >= 1 (or None: the whole batch at once)")
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -108,7 +108,7 @@ PRESETS: dict[str, TrainConfig] = {
 def preset(name: str, **changes: Any) -> TrainConfig:
     """A named recipe, optionally changed: ``preset("book", epochs=1)``."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+        raise SettingError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
     return PRESETS[name].replace(**changes)
 
 
@@ -228,6 +228,7 @@ def start_loop(
     callbacks: Sequence[Callback] = (), output_dir: str | Path | None = None,
 ) -> Loop:
     """Device, process group, optimizer, schedule and precision for a run from step 0."""
+    check_not_empty(train, dev)
     device = resolve_device(config.device)
     info = init_distributed(device)
     if info.world_size > 1 and device.type == "cuda":
@@ -255,17 +256,32 @@ def start_loop(
                 callbacks, Path(output_dir) if output_dir is not None else None)
 
 
+def check_not_empty(train: SNLIBERTDataset, dev: SNLIBERTDataset | None) -> None:
+    """No pairs to learn from (or to choose the best epoch on) is an error, not a run whose
+    dev accuracy is -1 and whose metrics are NaN."""
+    for name, data in (("train", train), ("dev", dev)):
+        if data is not None and len(data) == 0:
+            raise EmptySplitError(f"the {name} set has no pairs: give a non-empty {name} split")
+
+
 RESUME_MUST_MATCH = ("batch_size", "seed", "bucket", "pad_to", "lr", "epochs", "optimizer")
+
+
+def check_resumable(saved: dict[str, Any], config: TrainConfig, source: str | Path) -> None:
+    """Refuse to continue a run (its config as ``saved``) with a recipe that would make it
+    another run; ``source`` names where ``saved`` was read."""
+    for key in RESUME_MUST_MATCH:
+        if saved.get(key) != getattr(config, key):
+            raise CheckpointError(
+                f"cannot resume from {source}: it was made with {key}={saved.get(key)!r}, "
+                f"this run has {key}={getattr(config, key)!r}; pass the same setting, or choose "
+                "another output folder for a new run")
 
 
 def resume_loop(loop: Loop, checkpoint_path: str | Path) -> int:
     """Continue from a checkpoint; returns how many batches of its epoch were already done."""
     ckpt = load_checkpoint(checkpoint_path)
-    for key in RESUME_MUST_MATCH:
-        if ckpt["config"].get(key) != getattr(loop.config, key):
-            raise CheckpointError(
-                f"cannot resume: the checkpoint was made with {key}={ckpt['config'].get(key)!r}, "
-                f"this run has {key}={getattr(loop.config, key)!r}")
+    check_resumable(ckpt["config"], loop.config, checkpoint_path)
     loop.base_model.load_state_dict(ckpt["model"])
     loop.optimizer.load_state_dict(ckpt["optimizer"])
     loop.scheduler.load_state_dict(ckpt["scheduler"])
@@ -384,15 +400,20 @@ def epoch_record(loop: Loop, epoch: int) -> dict[str, float]:
 
 
 def close_epoch(loop: Loop, epoch: int) -> None:
-    """Record the epoch, evaluate on dev, then save a checkpoint and the history."""
+    """Record the epoch, evaluate on dev, write the history, then save a checkpoint.
+
+    The checkpoint comes last: until it is written, a resume repeats this whole step (the
+    previous checkpoint still says the epoch is open), so a kill at any of these writes loses
+    nothing and leaves no file out of step with the others.
+    """
     record = epoch_record(loop, epoch)
     evaluate_dev(loop, record)
     loop.state.history.append(record)
     loop.epoch_open = False
-    done = loop.state.batch_in_epoch >= loop.state.steps_per_epoch
-    checkpoint(loop, epoch + 1 if done else epoch, 0 if done else loop.state.batch_in_epoch)
     if loop.writes:
         atomic_write_json(loop.out / HISTORY_FILE, loop.state.history)
+    done = loop.state.batch_in_epoch >= loop.state.steps_per_epoch
+    checkpoint(loop, epoch + 1 if done else epoch, 0 if done else loop.state.batch_in_epoch)
     loop.notify("on_epoch_end", record)
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from bertnli_helpers import hub
 from bertnli_helpers.errors import (
+    BertNLIError,
     ChecksumError,
     DownloadError,
     UnknownResourceError,
@@ -425,3 +426,37 @@ def test_download_extract_refuses_an_unsafe_archive(http_server) -> None:
     assert not (cache.parent / "evil").exists()
     assert _leftovers(cache) == []
     assert os.listdir(cache) == ["toy.zip"]  # the verified archive stays; nothing else
+
+
+# --------------------------------------------------------------------------------------------
+# how much an archive may unpack to
+
+
+def test_an_archive_that_unpacks_far_beyond_its_size_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(20 * 1024 * 1024))  # 20 MB of zeros: ~20 KB zipped
+    with pytest.raises(UnsafeArchiveError, match=r"bomb\.zip.*times its size"):
+        hub.extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_an_archive_over_the_size_limit_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(hub, "MAX_UNPACKED_BYTES", 1024 * 1024)
+    archive = _make_zip(tmp_path / "big.zip", {"big/data.bin": _payload(2 * 1024 * 1024)})
+    with pytest.raises(UnsafeArchiveError, match=r"big\.zip.*2\.0 MiB.*1\.0 MiB"):
+        hub.extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_zip_that_lies_about_its_sizes_is_stopped_while_unpacking(tmp_path: Path) -> None:
+    archive = tmp_path / "liar.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("data.bin", _payload(64 * 1024))
+    raw = bytearray(archive.read_bytes())
+    declared = (64 * 1024).to_bytes(4, "little")
+    raw[:] = raw.replace(declared, (10).to_bytes(4, "little"))  # local and central headers
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(BertNLIError, match="liar.zip"):
+        hub.extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -7,6 +7,10 @@ are re-used, re-made or resumed, and which files a run leaves, not what the mode
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
 import warnings
 from dataclasses import replace
 
@@ -20,7 +24,8 @@ from bertnli_helpers.checkpoints import (
     CONFIG_FILE,
     HISTORY_FILE,
 )
-from bertnli_helpers.errors import CheckpointError
+from bertnli_helpers.errors import CheckpointError, EmptySplitError, FolderLockedError
+from bertnli_helpers.files import run_folder_lock
 from bertnli_helpers.runs import (
     INPUTS_FILE,
     METRICS_FILE,
@@ -200,3 +205,49 @@ def test_keep_checkpoint_false_deletes_only_the_checkpoint(tmp_path, splits):
     assert (kept / CHECKPOINT_FILE).exists()
     assert _run(kept, splits, keep_checkpoint=False).reused
     assert not (kept / CHECKPOINT_FILE).exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_a_finished_run_folders_files_follow_the_umask(tmp_path, splits, umask):
+    """A teacher's run on a shared machine is as readable as the teacher's umask says."""
+    old = os.umask(umask)
+    try:
+        _run(tmp_path, splits)
+    finally:
+        os.umask(old)
+    files = sorted(p for p in tmp_path.iterdir() if p.is_file())
+    assert {p.name for p in files} >= {RUN_FILE, METRICS_FILE, INPUTS_FILE, BEST_WEIGHTS_FILE,
+                                       CHECKPOINT_FILE, HISTORY_FILE, CONFIG_FILE}
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+
+
+def test_an_empty_split_is_an_error(tmp_path, splits):
+    train, dev, test, _ = splits
+    for empty in ("train", "dev", "test"):
+        given = {"train": train, "dev": dev, "test": test}
+        given[empty] = replace(given[empty], records=[])
+        with pytest.raises(EmptySplitError, match=f"{empty} split .* no usable pairs"):
+            finetune_run(tmp_path / empty, _info(), given["train"], given["dev"], given["test"],
+                         CONFIG)
+        assert not (tmp_path / empty).exists()
+
+
+def test_a_held_run_folder_is_refused_with_the_holders_pid(tmp_path, splits):
+    with run_folder_lock(tmp_path / "run"):
+        with pytest.raises(FolderLockedError, match=f"{tmp_path / 'run'}.*pid {os.getpid()}"):
+            _lock_in_another_process(tmp_path / "run")
+        _run(tmp_path / "run", splits)  # the holder itself may write (the lock is re-entrant)
+    _lock_in_another_process(tmp_path / "run")  # released
+
+
+def _lock_in_another_process(folder) -> None:
+    """Take the folder's lock in another process; its refusal is raised here."""
+    code = ("import sys\nfrom bertnli_helpers.files import run_folder_lock\n"
+            "from bertnli_helpers.errors import FolderLockedError\n"
+            "try:\n    with run_folder_lock(sys.argv[1]): pass\n"
+            "except FolderLockedError as err:\n    print(err)")
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True,
+                          text=True, check=True, timeout=120)
+    if done.stdout.strip():
+        raise FolderLockedError(done.stdout.strip())

@@ -23,6 +23,7 @@ from bertnli_helpers.checkpoints import (
 )
 from bertnli_helpers.data import SNLIBERTDataset
 from bertnli_helpers.errors import CheckpointError
+from bertnli_helpers.files import KILL_AT_WRITE_ENV
 from bertnli_helpers.inference import evaluate, predict
 from bertnli_helpers.model import BERTClassifier, BertConfig
 from bertnli_helpers.optim import parameter_groups
@@ -203,6 +204,65 @@ def test_a_killed_run_resumes_to_the_same_result(snli_dir, tmp_path):
     history_b = json.loads((broken / HISTORY_FILE).read_text())
     assert [r["train_loss"] for r in history_a] == pytest.approx(
         [r["train_loss"] for r in history_b], rel=1e-5)
+
+
+# --train-size 256, batches of 32: 8 steps an epoch; --max-steps 20 ends inside the third epoch.
+LAST_WRITE_RUN = ["finetune", "--model", "scratch", "--train-size", "256", "--dev-size", "64",
+                  "--test-size", "64", "--max-len", "48", "--batch-size", "32", "--lr", "5e-4",
+                  "--max-steps", "20", "--checkpoint-every", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(snli_dir, tmp_path_factory):
+    whole = tmp_path_factory.mktemp("uninterrupted") / "run"
+    subprocess.run(_cli(*LAST_WRITE_RUN, "--data-dir", str(snli_dir), "--output", str(whole)),
+                   check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                   timeout=600)
+    return whole
+
+
+def _writes_of(name: str, history: list[dict]) -> int:
+    """How many times the uninterrupted run wrote ``name``: the number of its last write."""
+    if name == BEST_WEIGHTS_FILE:  # once per new best dev accuracy
+        best, count = -1.0, 0
+        for record in history:
+            if record.get("dev_accuracy", -1.0) > best:
+                best, count = record["dev_accuracy"], count + 1
+        return count
+    if name == CHECKPOINT_FILE:  # every 2 steps (10), and at the end of each of the 3 epochs
+        return 20 // 2 + 3
+    return 3  # history.json: at the end of each epoch
+
+
+@pytest.mark.parametrize("name", [BEST_WEIGHTS_FILE, CHECKPOINT_FILE, HISTORY_FILE])
+def test_killed_at_the_last_write_resumes_to_the_uninterrupted_result(
+        uninterrupted, snli_dir, tmp_path, name):
+    """A real subprocess is SIGKILLed half-way through its last write of ``name`` (files.py's
+    test hook), then resumed: same metrics, history and weights, and no temporary file left."""
+    history = json.loads((uninterrupted / HISTORY_FILE).read_text())
+    run = tmp_path / "run"
+    common = [*LAST_WRITE_RUN, "--data-dir", str(snli_dir), "--output", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run(_cli(*common), env={**env, KILL_AT_WRITE_ENV:
+                                                f"{name}:{_writes_of(name, history)}"},
+                            capture_output=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert list(run.glob(f".{name}.*.tmp")), "the kill left no half-written file"
+    subprocess.run(_cli(*common, "--resume"), check=True, env=env, capture_output=True,
+                   timeout=600)
+
+    done, resumed = (json.loads((d / "metrics.json").read_text()) for d in (uninterrupted, run))
+    for key in ("best_epoch", "dev_accuracy", "test_accuracy", "train_pairs"):
+        assert resumed[key] == done[key], key
+    assert resumed["train_seconds"] > 0
+    assert len(json.loads((run / HISTORY_FILE).read_text())) == len(history) == 3
+    assert [r["dev_accuracy"] for r in json.loads((run / HISTORY_FILE).read_text())] == [
+        r["dev_accuracy"] for r in history]
+    a = torch.load(uninterrupted / BEST_WEIGHTS_FILE, weights_only=True)
+    b = torch.load(run / BEST_WEIGHTS_FILE, weights_only=True)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
+    assert not list(run.glob(".*.tmp")), "a killed write's temporary file survived the resume"
 
 
 def test_torchrun_with_two_gloo_processes_matches_one_process(snli_dir, tmp_path):
