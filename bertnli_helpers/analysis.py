@@ -552,3 +552,51 @@ def attention_for_pair(
             tokens.to(device), segments.to(device), valid.to(device)
         )
     return dataset.tokens_of(i), maps[:, 0].float().cpu().numpy()
+
+
+def cross_attention_share(maps: np.ndarray, segments: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``(layers, heads)``: the share of all attention of one pair that crosses between the
+    premise side (segment 0: ``<cls>``, premise, first ``<sep>``) and the hypothesis side
+    (segment 1), in either direction. Each query's row sums to 1, so the share is in [0, 1]."""
+    segments = np.asarray(segments)
+    if maps.shape[-1] != len(segments):
+        raise ValueError(f"maps cover {maps.shape[-1]} tokens, segments {len(segments)}")
+    first, second = segments == 0, segments == 1
+    crossing = (maps[..., first, :][..., second].sum(axis=(-1, -2))
+                + maps[..., second, :][..., first].sum(axis=(-1, -2)))
+    return crossing / len(segments)
+
+
+def uniform_cross_share(segments: Sequence[int] | np.ndarray) -> float:
+    """The crossing share of a head that attends to every token alike: ``2 n0 n1 / n^2``. It is
+    what "crosses a lot" must be measured against: about 0.5 when the sides are of equal size."""
+    segments = np.asarray(segments)
+    n0, n1 = int((segments == 0).sum()), int((segments == 1).sum())
+    return 2 * n0 * n1 / len(segments) ** 2
+
+
+def heads_against_uniform(
+    model: nn.Module, dataset: SNLIBERTDataset, indices: Sequence[int], confidence: float = 0.95
+) -> pd.DataFrame:
+    """Every head's crossing share over the pairs ``indices``, against uniform attention on the
+    same pairs: the mean excess, its interval (Bonferroni-corrected over the heads, so that a
+    head is not called 'more' by the luck of testing many) and a verdict."""
+    from scipy import stats
+
+    excess = []
+    for i in indices:
+        _, maps = attention_for_pair(model, dataset, int(i))
+        segments = np.asarray(dataset.segments_of(int(i)))
+        excess.append(cross_attention_share(maps, segments) - uniform_cross_share(segments))
+    excess = np.stack(excess)  # (pairs, layers, heads)
+    layers, heads = excess.shape[1:]
+    mean = excess.mean(0)
+    spread = (excess.std(0, ddof=1) / np.sqrt(len(excess)) if len(excess) > 1
+              else np.full_like(mean, np.inf))  # one pair: no interval
+    z = stats.norm.ppf(1 - (1 - confidence) / 2 / (layers * heads))
+    low, high = mean - z * spread, mean + z * spread
+    verdict = np.where(low > 0, "more than uniform",
+                       np.where(high < 0, "less than uniform", "within noise"))
+    index = pd.MultiIndex.from_product([range(layers), range(heads)], names=["layer", "head"])
+    return pd.DataFrame({"excess": mean.ravel(), "low": low.ravel(), "high": high.ravel(),
+                         "verdict": verdict.ravel()}, index=index).assign(pairs=len(excess))
