@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SettingError
-from .snli import LABEL_NAMES, LABELS, book_text, line_error, numbered_lines
+from .snli import LABEL_NAMES, LABELS, book_text, jsonl_rows, line_error, numbered_lines
 from .tokenization import TextTokenizer
 
 __all__ = [
@@ -153,19 +153,6 @@ class NLIFile:
 
 
 # -- reading rows -------------------------------------------------------------------------------
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for lineno, text in numbered_lines(path):
-        if not text.strip():
-            continue  # a blank line holds no pair
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise line_error(path, lineno, f"not valid JSON ({e.msg} at column {e.colno})") from e
-        if not isinstance(row, dict):
-            raise line_error(path, lineno, f"expected a JSON object, got {type(row).__name__}")
-        yield lineno, row
-
-
 def _tsv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     lines = numbered_lines(path)
     first = next(lines, None)
@@ -186,7 +173,7 @@ def _tsv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 FILE_FORMATS: dict[str, Callable[[Path], Iterator[tuple[int, dict[str, Any]]]]] = {
-    ".jsonl": _jsonl_rows,
+    ".jsonl": jsonl_rows,
     ".txt": _tsv_rows,
     ".tsv": _tsv_rows,
 }

@@ -245,7 +245,9 @@ def _record(path: Path, lineno: int, row: dict[str, object]) -> SNLIRecord | Non
     )
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """``(line number, object)`` of each non-blank line of a JSONL file; a bad line is an error
+    naming the file and line."""
     for lineno, text in numbered_lines(path):
         if not text.strip():
             continue  # a blank line holds no pair
@@ -285,7 +287,7 @@ def _txt_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
 def _load(data_dir: str | os.PathLike[str] | None, split: str | bool, stacklevel: int) -> SNLISplit:
     name = _split_name(split)
     path = find_split_file(resolve_data_dir(data_dir), name)
-    rows = _txt_rows(path) if ".txt" in path.suffixes else _jsonl_rows(path)
+    rows = _txt_rows(path) if ".txt" in path.suffixes else jsonl_rows(path)
     records: list[SNLIRecord] = []
     dropped = 0
     for lineno, row in rows:
@@ -341,7 +343,7 @@ def write_official_txt(data_dir: str | os.PathLike[str] | None, split: str | boo
 
     name = _split_name(split)
     path = find_split_file(resolve_data_dir(data_dir), name)
-    rows = _txt_rows(path) if ".txt" in path.suffixes else _jsonl_rows(path)
+    rows = _txt_rows(path) if ".txt" in path.suffixes else jsonl_rows(path)
     lines = ["\t".join(TXT_COLUMNS)]
     for _, row in rows:
         if limit is not None and len(lines) > limit:
