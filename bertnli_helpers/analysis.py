@@ -57,7 +57,10 @@ __all__ = [
     "add_slices",
     "all_slices",
     "attention_for_pair",
+    "baseline_pipeline",
     "bucket",
+    "compare_calibration",
+    "confidence_bins",
     "confusion",
     "easy_hard_accuracy",
     "ece_from_curve",
@@ -206,6 +209,12 @@ def confusion(frame: pd.DataFrame, *, normalize: bool = False) -> pd.DataFrame:
 
 
 # -- calibration ------------------------------------------------------------------------------
+def confidence_bins(confidence: np.ndarray, n_bins: int = 10) -> np.ndarray:
+    """The bin of each confidence: ``n_bins`` equal-width bins ``(lo, hi]`` (the first also
+    holds 0), assigned as sklearn's ``calibration_curve`` assigns them."""
+    return np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], confidence)
+
+
 def reliability_curve(
     confidence: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray, n_bins: int = 10
 ) -> pd.DataFrame:
@@ -222,7 +231,7 @@ def reliability_curve(
     if conf.size and (conf.min() < 0 or conf.max() > 1):
         raise ValueError("confidence must lie in [0, 1]")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.searchsorted(edges[1:-1], conf)  # as sklearn's calibration_curve assigns them
+    bins = confidence_bins(conf, n_bins)
     count = np.bincount(bins, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(bins, weights=conf, minlength=n_bins) / count
@@ -263,6 +272,71 @@ def summary(frame: pd.DataFrame, n_bins: int = 10) -> dict[str, float]:
         "ece": expected_calibration_error(frame["confidence"], frame["correct"], n_bins),
         "mean_confidence": float(frame["confidence"].mean()),
     }
+
+
+# -- comparing calibration ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class CalibrationComparison:
+    """A against B on the same pairs: ECE of each (mean over seeds), difference A - B, its 95%
+    interval from a paired bootstrap, and a verdict: A ``better`` calibrated (lower ECE),
+    ``worse`` or ``within noise``."""
+
+    name_a: str
+    name_b: str
+    ece_a: float
+    ece_b: float
+    difference: float
+    low: float
+    high: float
+    n_pairs: int
+    n_seeds: int
+    verdict: str
+
+    def sentence(self) -> str:
+        """One sentence that states only what the interval supports."""
+        numbers = (f"ECE {self.ece_a:.3f} against {self.ece_b:.3f}, {self.difference:+.3f} (95% "
+                   f"interval {self.low:+.3f} to {self.high:+.3f}, {self.n_pairs:,} pairs"
+                   + (f" x {self.n_seeds} seeds)" if self.n_seeds > 1 else ")"))
+        if self.verdict == "within noise":
+            return (f"Calibration of {self.name_a} against {self.name_b}: {numbers}: within "
+                    "noise, so this run does not show that either is better calibrated.")
+        return f"{self.name_a} is {self.verdict} calibrated than {self.name_b}: {numbers}."
+
+
+def _ece_rows(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> np.ndarray:
+    """ECE of each row of ``(runs, pairs)`` arrays, vectorised over the rows."""
+    runs, n = confidence.shape
+    bins = confidence_bins(confidence, n_bins) + n_bins * np.arange(runs)[:, None]
+    size = runs * n_bins
+    gap = np.bincount(bins.ravel(), weights=(correct - confidence).ravel(), minlength=size)
+    return np.abs(gap).reshape(runs, n_bins).sum(1) / n
+
+
+def compare_calibration(
+    confidence_a: np.ndarray, correct_a: np.ndarray, confidence_b: np.ndarray,
+    correct_b: np.ndarray, name_a: str = "A", name_b: str = "B", *, n_bins: int = 10,
+    samples: int = 1000, seed: int = 0,
+) -> CalibrationComparison:
+    """Compare the ECE of two classifiers scored on the same pairs (``(pairs,)`` each, or
+    ``(seeds, pairs)``, row ``k`` of both on the same pairs). The interval resamples seeds and
+    pairs together, as ``comparison.compare`` does for accuracy."""
+    arrays = [np.atleast_2d(np.asarray(x, dtype=np.float64))
+              for x in (confidence_a, correct_a, confidence_b, correct_b)]
+    if len({a.shape for a in arrays}) != 1 or arrays[0].size == 0:
+        raise ValueError("confidences and correct masks need one same non-empty shape")
+    seeds, n = arrays[0].shape
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(samples)
+    for k in range(samples):
+        rows, cols = rng.integers(0, seeds, seeds)[:, None], rng.integers(0, n, (seeds, n))
+        conf_a, hit_a, conf_b, hit_b = (a[rows, cols] for a in arrays)
+        diffs[k] = (_ece_rows(conf_a, hit_a, n_bins) - _ece_rows(conf_b, hit_b, n_bins)).mean()
+    ece_a = float(_ece_rows(arrays[0], arrays[1], n_bins).mean())
+    ece_b = float(_ece_rows(arrays[2], arrays[3], n_bins).mean())
+    low, high = (float(x) for x in np.percentile(diffs, [2.5, 97.5]))
+    verdict = "better" if high < 0 else "worse" if low > 0 else "within noise"
+    return CalibrationComparison(name_a, name_b, ece_a, ece_b, ece_a - ece_b, low, high, n,
+                                 seeds, verdict)
 
 
 # -- slices -------------------------------------------------------------------------------------
@@ -408,18 +482,24 @@ class HypothesisBaseline:
         )
 
 
+def baseline_pipeline(config: BaselineConfig | None = None) -> Pipeline:
+    """The unfitted bag-of-words pipeline (vectorizer, logistic regression) of ``config``."""
+    config = config or BaselineConfig()
+    if config.vectorizer not in ("tfidf", "count"):
+        raise ValueError(f"vectorizer must be 'tfidf' or 'count', not {config.vectorizer!r}")
+    vectorizer_class = TfidfVectorizer if config.vectorizer == "tfidf" else CountVectorizer
+    return Pipeline([
+        ("vectorizer", vectorizer_class(ngram_range=config.ngram_range, min_df=config.min_df)),
+        ("classifier", LogisticRegression(C=config.C, max_iter=config.max_iter)),
+    ])
+
+
 def fit_hypothesis_baseline(
     hypotheses: Sequence[str], labels: Sequence[int], config: BaselineConfig | None = None
 ) -> HypothesisBaseline:
     """Fit a bag-of-words logistic regression on hypotheses alone (train split)."""
     config = config or BaselineConfig()
-    if config.vectorizer not in ("tfidf", "count"):
-        raise ValueError(f"vectorizer must be 'tfidf' or 'count', not {config.vectorizer!r}")
-    vectorizer_class = TfidfVectorizer if config.vectorizer == "tfidf" else CountVectorizer
-    pipeline = Pipeline([
-        ("vectorizer", vectorizer_class(ngram_range=config.ngram_range, min_df=config.min_df)),
-        ("classifier", LogisticRegression(C=config.C, max_iter=config.max_iter)),
-    ])
+    pipeline = baseline_pipeline(config)
     # The solver makes many tiny BLAS calls, too small to share among threads: more BLAS threads
     # only add synchronisation, which on a busy machine makes the fit many times slower.
     with threadpool_limits(limits=1, user_api="blas"):
@@ -472,3 +552,51 @@ def attention_for_pair(
             tokens.to(device), segments.to(device), valid.to(device)
         )
     return dataset.tokens_of(i), maps[:, 0].float().cpu().numpy()
+
+
+def cross_attention_share(maps: np.ndarray, segments: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``(layers, heads)``: the share of all attention of one pair that crosses between the
+    premise side (segment 0: ``<cls>``, premise, first ``<sep>``) and the hypothesis side
+    (segment 1), in either direction. Each query's row sums to 1, so the share is in [0, 1]."""
+    segments = np.asarray(segments)
+    if maps.shape[-1] != len(segments):
+        raise ValueError(f"maps cover {maps.shape[-1]} tokens, segments {len(segments)}")
+    first, second = segments == 0, segments == 1
+    crossing = (maps[..., first, :][..., second].sum(axis=(-1, -2))
+                + maps[..., second, :][..., first].sum(axis=(-1, -2)))
+    return crossing / len(segments)
+
+
+def uniform_cross_share(segments: Sequence[int] | np.ndarray) -> float:
+    """The crossing share of a head that attends to every token alike: ``2 n0 n1 / n^2``. It is
+    what "crosses a lot" must be measured against: about 0.5 when the sides are of equal size."""
+    segments = np.asarray(segments)
+    n0, n1 = int((segments == 0).sum()), int((segments == 1).sum())
+    return 2 * n0 * n1 / len(segments) ** 2
+
+
+def heads_against_uniform(
+    model: nn.Module, dataset: SNLIBERTDataset, indices: Sequence[int], confidence: float = 0.95
+) -> pd.DataFrame:
+    """Every head's crossing share over the pairs ``indices``, against uniform attention on the
+    same pairs: the mean excess, its interval (Bonferroni-corrected over the heads, so that a
+    head is not called 'more' by the luck of testing many) and a verdict."""
+    from scipy import stats
+
+    excess = []
+    for i in indices:
+        _, maps = attention_for_pair(model, dataset, int(i))
+        segments = np.asarray(dataset.segments_of(int(i)))
+        excess.append(cross_attention_share(maps, segments) - uniform_cross_share(segments))
+    excess = np.stack(excess)  # (pairs, layers, heads)
+    layers, heads = excess.shape[1:]
+    mean = excess.mean(0)
+    spread = (excess.std(0, ddof=1) / np.sqrt(len(excess)) if len(excess) > 1
+              else np.full_like(mean, np.inf))  # one pair: no interval
+    z = stats.norm.ppf(1 - (1 - confidence) / 2 / (layers * heads))
+    low, high = mean - z * spread, mean + z * spread
+    verdict = np.where(low > 0, "more than uniform",
+                       np.where(high < 0, "less than uniform", "within noise"))
+    index = pd.MultiIndex.from_product([range(layers), range(heads)], names=["layer", "head"])
+    return pd.DataFrame({"excess": mean.ravel(), "low": low.ravel(), "high": high.ravel(),
+                         "verdict": verdict.ravel()}, index=index).assign(pairs=len(excess))

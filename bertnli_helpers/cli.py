@@ -23,6 +23,7 @@ from .course import PROFILES
 from .errors import BertNLIError, UsageError
 from .grids import SETTINGS
 from .model import POOLING_HEADS
+from .nli_files import LABEL_ID_ORDERS
 from .precision import PRECISIONS
 from .pretrained import NAMED_MODELS
 from .pretraining import PRESETS as PRETRAIN_PRESETS
@@ -202,6 +203,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # -- evaluate / predict ----------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.file:
+        return evaluate_file_command(args)
+    only_file = [f"--{name.replace('_', '-')}" for name in ("by", "label_ids", "out", "predictions")
+                 if getattr(args, name)]
+    if only_file:
+        raise UsageError(f"{', '.join(only_file)}: only with --file (a split's accuracy has no "
+                         "fields to break down and is recorded in the run's metrics.json)")
     from .data import SNLIBERTDataset
     from .files import run_folder_lock
     from .inference import evaluate
@@ -228,6 +236,19 @@ def _say_precision(precision: str, net) -> str:
 
     print(describe_precision(precision, model_device(net)), file=sys.stderr)
     return precision
+
+
+def evaluate_file_command(args: argparse.Namespace) -> int:
+    """``evaluate --file``: the report goes to its own file, never into the run's metrics."""
+    from .robustness import evaluate_file, report_paths, write_report
+
+    json_path, predictions_path = report_paths(args.run, args.file, args.out, args.predictions)
+    report = evaluate_file(args.run, args.file, label_ids=args.label_ids, size=args.size,
+                           seed=args.seed, device=args.device, by=args.by or ())
+    content = write_report(report, json_path, predictions_path, args.by or ())
+    print(json.dumps(content, indent=2))
+    print(f"report in {json_path}, one line per pair in {predictions_path}", file=sys.stderr)
+    return 0
 
 
 def _read_pair_file(path: Path) -> tuple[list[str], list[str]]:
@@ -332,66 +353,66 @@ def cmd_course(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bertnli",
-        description="Fine-tune a pretrained BERT for natural language inference on SNLI.",
-        epilog="Data folder: --data-dir, else $BERTNLI_DATA_DIR, else the official SNLI download.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _precision_arg(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="arithmetic: auto (default: bf16 autocast on a GPU or a CPU that "
+                   "computes bf16 natively, else fp32), fp32, bf16, fp16 (GPU only)")
 
-    def precision_arg(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--precision", default="auto", choices=PRECISIONS,
-                       help="arithmetic: auto (default: bf16 autocast on a GPU or a CPU that "
-                       "computes bf16 natively, else fp32), fp32, bf16, fp16 (GPU only)")
 
+def _data_args(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--data-dir", help="SNLI folder (default: $BERTNLI_DATA_DIR or download)")
+    q.add_argument("--seed", type=int, default=0, help="seed for sampling and training")
+    q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or auto (default)")
+
+
+def _recipe_args(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--model", default="minilm",
+                   help=f"{', '.join(NAMED_MODELS)}, or a model folder or zip "
+                   "(default: minilm, which works offline)")
+    _data_args(q)
+    q.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
+    q.add_argument("--dev-size", type=_positive_int, help="random sample of dev pairs")
+    q.add_argument("--test-size", type=_positive_int, help="random sample of test pairs")
+    q.add_argument("--max-len", type=_max_len, default=128,
+                   help="packed length limit (default 128)")
+    q.add_argument("--truncation", default="longest_first", type=_strategy_name,
+                   choices=list(STRATEGIES), help="pair truncation strategy")
+    q.add_argument("--preset", default="tuned", help="recipe: tuned (default) or book")
+    q.add_argument("--epochs", type=_positive_int)
+    q.add_argument("--batch-size", type=_positive_int)
+    q.add_argument("--lr", type=float)
+    q.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+    q.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
+    q.add_argument("--checkpoint-every", type=_positive_int,
+                   help="checkpoint every N steps")
+    q.add_argument("--freeze-encoder", action="store_true",
+                   help="train only the MLP on <cls>")
+    q.add_argument("--pooling", default="auto", choices=["auto", *POOLING_HEADS],
+                   help="what the classifier reads: the <cls> state (cls, the book's), the "
+                   "mean of all token states (mean), premise and hypothesis means compared "
+                   "(pair), or another registered head; 'auto' (default): the one that "
+                   "suits the model, 'pair' for minilm, 'cls' for the book's BERTs")
+    _precision_arg(q)
+
+
+def _add_download(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("download", help="fetch SNLI or a book checkpoint into the cache")
     p.add_argument("names", nargs="*", help=f"resource names: {', '.join(hub.REGISTRY)}")
     p.add_argument("--list", action="store_true", help="list the known resources")
     p.set_defaults(func=cmd_download)
 
-    def data_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--data-dir", help="SNLI folder (default: $BERTNLI_DATA_DIR or download)")
-        q.add_argument("--seed", type=int, default=0, help="seed for sampling and training")
-        q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or auto (default)")
 
-    def recipe_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--model", default="minilm",
-                       help=f"{', '.join(NAMED_MODELS)}, or a model folder or zip "
-                       "(default: minilm, which works offline)")
-        data_args(q)
-        q.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
-        q.add_argument("--dev-size", type=_positive_int, help="random sample of dev pairs")
-        q.add_argument("--test-size", type=_positive_int, help="random sample of test pairs")
-        q.add_argument("--max-len", type=_max_len, default=128,
-                       help="packed length limit (default 128)")
-        q.add_argument("--truncation", default="longest_first", type=_strategy_name,
-                       choices=list(STRATEGIES), help="pair truncation strategy")
-        q.add_argument("--preset", default="tuned", help="recipe: tuned (default) or book")
-        q.add_argument("--epochs", type=_positive_int)
-        q.add_argument("--batch-size", type=_positive_int)
-        q.add_argument("--lr", type=float)
-        q.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
-        q.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
-        q.add_argument("--checkpoint-every", type=_positive_int,
-                       help="checkpoint every N steps")
-        q.add_argument("--freeze-encoder", action="store_true",
-                       help="train only the MLP on <cls>")
-        q.add_argument("--pooling", default="auto", choices=["auto", *POOLING_HEADS],
-                       help="what the classifier reads: the <cls> state (cls, the book's), the "
-                       "mean of all token states (mean), premise and hypothesis means compared "
-                       "(pair), or another registered head; 'auto' (default): the one that "
-                       "suits the model, 'pair' for minilm, 'cls' for the book's BERTs")
-        precision_arg(q)
-
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a pretrained BERT on SNLI",
                        description="Fine-tune, pick the best epoch on dev, report test accuracy. "
                                    "The output folder gets checkpoint, config, history, metrics.")
-    recipe_args(p)
+    _recipe_args(p)
     p.add_argument("--output", required=True, help="folder for the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.set_defaults(func=cmd_finetune)
 
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pretrain", help="pretrain a small book-format BERT (MLM + NSP) on SNLI's train sentences",
         description="Build the book's word vocabulary and masked-LM / next-sentence examples from "
@@ -401,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder for the checkpoint and the zip")
     p.add_argument("--preset", default="quick", choices=list(PRETRAIN_PRESETS),
                    help="sizes and steps: tiny (seconds), quick (default, CPU minutes), full (GPU)")
-    data_args(p)
+    _data_args(p)
     p.add_argument("--steps", type=_positive_int, help="optimizer steps")
     p.add_argument("--max-len", type=_positive_int, help="longest packed sentence pair")
     p.add_argument("--batch-size", type=_positive_int)
@@ -412,13 +433,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.set_defaults(func=cmd_pretrain)
 
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare", help="fine-tune a grid of variants x seeds and compare them with verdicts",
         description="Every combination of the --vary values is fine-tuned once per seed (the "
         "recipe options are the base; --seed picks the pairs, --seeds the training seeds); "
         "finished runs are re-used and interrupted ones resumed when the command runs again. "
         "Writes results and verdicts against the baseline (CSV and Markdown) to --output.")
-    recipe_args(p)
+    _recipe_args(p)
     p.add_argument("--vary", action="append", required=True, metavar="NAME=V1,V2",
                    help="a setting and its values, e.g. truncation=longest_first,ratio; "
                    "repeat for more settings. Can vary: " + ", ".join(SETTINGS))
@@ -433,26 +456,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder for the grid's runs and tables")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("evaluate", help="accuracy of a fine-tuned run on a split")
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate", help="accuracy of a fine-tuned run on a split or any labelled NLI file",
+        description="Score a run on an SNLI split (--split), or on any labelled NLI file "
+        "(--file): SNLI or MultiNLI JSONL/TXT, a two-class file such as HANS (entailment / "
+        "non-entailment), or your own JSONL/TSV with sentence1/sentence2/gold_label (or "
+        "premise/hypothesis/label). A file's report (accuracy, the two-class view, --by tables, "
+        "confusion) and a per-pair predictions file are written beside the run.")
     p.add_argument("--run", required=True, help="output folder of 'bertnli finetune'")
-    data_args(p)
-    p.add_argument("--split", default="test", choices=SPLITS)
+    _data_args(p)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--split", default="test", choices=SPLITS)
+    source.add_argument("--file", help="a labelled NLI file (.jsonl, .txt, .tsv; .gz too)")
     p.add_argument("--size", type=_positive_int, help="random sample of pairs")
-    precision_arg(p)
+    _precision_arg(p)
+    p.add_argument("--by", action="append", metavar="FIELD",
+                   help="with --file: accuracy per value of a field (genre, heuristic, ...); "
+                   "repeat for more")
+    p.add_argument("--label-ids", choices=list(LABEL_ID_ORDERS),
+                   help="with --file whose labels are ids: book (0 entailment, 1 contradiction, "
+                   "2 neutral), hf (0 entailment, 1 neutral, 2 contradiction) or two-class "
+                   "(0 entailment, 1 non-entailment)")
+    p.add_argument("--out", help="with --file: the report's JSON (default: "
+                   "RUN/eval-<file name>.json)")
+    p.add_argument("--predictions", help="with --file: the per-pair file, .jsonl, .tsv or .csv "
+                   "(default: beside the report, <report name>-predictions.jsonl)")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="label premise/hypothesis pairs with a fine-tuned run")
     p.add_argument("--run", required=True, help="output folder of 'bertnli finetune'")
     p.add_argument("premise", nargs="?")
     p.add_argument("hypothesis", nargs="?")
     p.add_argument("--file", help="pairs, one per line: premise<TAB>hypothesis, or .jsonl")
     p.add_argument("--device", default=None)
-    precision_arg(p)
+    _precision_arg(p)
     p.set_defaults(func=cmd_predict)
 
+
+def _add_truncation_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("truncation-report", help="how often each strategy truncates, per max_len")
     p.add_argument("--model", default="minilm", help="whose tokenizer counts the tokens")
-    data_args(p)
+    _data_args(p)
     p.add_argument("--split", default="dev", choices=SPLITS)
     p.add_argument("--size", type=_positive_int)
     p.add_argument("--max-len", type=_max_len, nargs="+", default=[16, 24, 32, 48, 64, 128])
@@ -460,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: all registered strategies")
     p.set_defaults(func=cmd_truncation_report)
 
+
+def _add_course(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("course", help="run every notebook and write executed copies and HTML")
     p.add_argument("--profile", default="quick", choices=list(PROFILES))
     p.add_argument("--output", default="course_output")
@@ -470,8 +520,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-html", action="store_true")
     p.add_argument("--keep-runs", action="store_true",
                    help="keep the weights of every run (default: only the main run's)")
-    precision_arg(p)
+    _precision_arg(p)
     p.set_defaults(func=cmd_course)
+
+
+SUBCOMMANDS = (_add_download, _add_finetune, _add_pretrain, _add_compare, _add_evaluate,
+               _add_predict, _add_truncation_report, _add_course)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bertnli",
+        description="Fine-tune a pretrained BERT for natural language inference on SNLI.",
+        epilog="Data folder: --data-dir, else $BERTNLI_DATA_DIR, else the official SNLI download.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:  # each adds its subcommand and its options
+        add(sub)
     return parser
 
 

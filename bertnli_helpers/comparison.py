@@ -169,3 +169,26 @@ def seed_spread(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation over seeds (0 for a single seed)."""
     array = np.asarray(values, dtype=np.float64)
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def compare_groups(
+    correct_a: np.ndarray | Sequence, correct_b: np.ndarray | Sequence,
+    name_a: str = "A", name_b: str = "B", *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
+) -> Comparison:
+    """One classifier on two different groups of pairs (easy and hard, say): the difference of
+    its accuracies, a 95% bootstrap interval (each group resampled on its own) and Fisher's
+    exact test. Not paired: the groups hold different pairs, so ``n_pairs`` is both together."""
+    a = np.asarray(correct_a, dtype=bool).ravel()
+    b = np.asarray(correct_b, dtype=bool).ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError(f"both groups need pairs, not {a.size} and {b.size}")
+    rng = np.random.default_rng(seed)
+    means_a = rng.binomial(a.size, a.mean(), samples) / a.size  # resampling a group of 0/1s
+    means_b = rng.binomial(b.size, b.mean(), samples) / b.size
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(means_a - means_b, [tail, 100 - tail])
+    table = [[int(a.sum()), int((~a).sum())], [int(b.sum()), int((~b).sum())]]
+    p_value = float(stats.fisher_exact(table).pvalue)
+    return Comparison(name_a, name_b, float(a.mean()), float(b.mean()),
+                      float(a.mean() - b.mean()), float(low), float(high), p_value,
+                      a.size + b.size, 1, verdict_of(float(low), float(high), p_value))

@@ -371,6 +371,10 @@ def show_grid(result: Any) -> None:
 
     from .grids import markdown_table
 
+    constant = result.constant_settings()
+    if constant:
+        shared = ", ".join(f"`{name}={value}`" for name, value in constant)
+        display(Markdown(f"Every run: {shared}"))
     display(Markdown(markdown_table(result.table())))
     display(Markdown("\n".join(f"- {sentence}" for sentence in result.sentences())))
 

@@ -275,7 +275,7 @@ class GridResult:
             if not runs:
                 continue
             dev_mean, dev_sd = seed_spread([c.metrics["dev_accuracy"] for c in runs])
-            row = {"variant": variant_label(variant), "seeds": len(runs),
+            row = {"variant": self.label(variant), "seeds": len(runs),
                    "dev mean": dev_mean, "dev sd": dev_sd}
             if self.spec.score_on == "test":
                 row["test mean"], row["test sd"] = seed_spread([c.correct.mean() for c in runs])
@@ -309,7 +309,28 @@ class GridResult:
         by_key = {(c.variant, c.seed): c.correct for c in self.cells}
         return compare(np.stack([by_key[variant, s] for s in seeds]),
                        np.stack([by_key[base, s] for s in seeds]),
-                       variant_label(variant), variant_label(base))
+                       self.label(variant), self.label(base))
+
+    def constant_settings(self) -> Variant:
+        """The settings given a single value: the same in every run, so left out of labels."""
+        return tuple((name, values[0]) for name, values in self.spec.vary.items()
+                     if len(values) == 1)
+
+    def label(self, variant: Variant) -> str:
+        """A variant's name in tables and sentences: only the settings that vary in the grid."""
+        constant = set(self.constant_settings())
+        return variant_label(tuple(item for item in variant if item not in constant)) \
+            if len(constant) < len(variant) else variant_label(variant)
+
+    def correct_for(self, **settings: Any) -> np.ndarray:
+        """``(seeds, pairs)``: which scored pairs the runs of the variant with these settings got
+        right, one row per seed in seed order (to compare on a subset of the pairs)."""
+        cells = [c for c in self.cells
+                 if all(dict(c.variant).get(k) == v for k, v in settings.items())]
+        variants = {c.variant for c in cells}
+        if len(variants) != 1:
+            raise GridError(f"{settings} matches {len(variants)} variants of the grid, not one")
+        return np.stack([c.correct for c in sorted(cells, key=lambda c: c.seed)])
 
     def learned(self, variant: Variant) -> bool:
         """Whether most of a variant's seeds beat the majority-class rate measurably."""
@@ -332,7 +353,7 @@ class GridResult:
         base = self.spec.baseline_variant()
         variant = tuple((key, changes.get(key, value)) for key, value in base)
         comparison = self.comparison(variant, base)
-        names = {variant: name or variant_label(variant), base: base_name or variant_label(base)}
+        names = {variant: name or self.label(variant), base: base_name or self.label(base)}
         if comparison is not None:
             comparison = dataclasses.replace(comparison, name_a=names[variant],
                                              name_b=names[base])

@@ -31,7 +31,12 @@ def training_curves(history: Sequence[dict[str, float]], title: str | None = Non
                 label="train accuracy")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (ax_loss, ax_acc):
+    return _finish(fig, (ax_loss, ax_acc), title)
+
+
+def _finish(fig: Figure, axes: Sequence[Axes], title: str | None) -> Figure:
+    """Grid and legend on each panel, the title above them, the layout tightened."""
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
@@ -52,13 +57,7 @@ def pretraining_curves(history: Sequence[dict[str, float]], title: str | None = 
                     label=f"{task.upper()} accuracy")
     ax_loss.set(xlabel="step", ylabel="cross-entropy", title="loss (training batches)")
     ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy (training batches)", ylim=(0, 1))
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, (ax_loss, ax_acc), title)
 
 
 def length_histograms(

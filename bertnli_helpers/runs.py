@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .checkpoints import (
@@ -191,12 +192,15 @@ def saved_inputs(folder: str | Path) -> dict[str, Any] | None:
 
 def _in_current_form(saved: Any) -> Any:
     """Inputs saved by older versions, as this one writes them, so their runs are still re-used:
-    those had an empty ``info.extra`` and always encoded whole pairs."""
+    those had an empty ``info.extra``, always encoded whole pairs and trained on cross-entropy."""
     info = saved.get("info") if isinstance(saved, dict) else None
     if isinstance(info, dict):
         if info.get("extra") == {}:
             del info["extra"]
         info.setdefault("encode", DEFAULT_ENCODING)
+    train_config = saved.get("train_config") if isinstance(saved, dict) else None
+    if isinstance(train_config, dict):
+        train_config.setdefault("objective", "cross_entropy")
     return saved
 
 
@@ -275,6 +279,7 @@ def finetune_run(
     resume: bool = False,
     reuse: bool = True,
     keep_checkpoint: bool = True,
+    bias_probs: Any = None,
     encode: Encode = SNLIBERTDataset,
 ) -> RunOutcome:
     """Fine-tune ``info.model`` into ``folder`` and evaluate it on test.
@@ -288,30 +293,21 @@ def finetune_run(
     ``load_finetuned`` needs. The folder is locked for the call: a second writer is refused at
     once with the holder's pid. ``encode`` makes the datasets from the pairs (see ``Encode``): a
     hypothesis-only run passes ``analysis.hypothesis_only_dataset``, and its fingerprint says so.
+    ``bias_probs``: the bias expert's probabilities of the train pairs, for a debiasing
+    ``config.objective``; their fingerprint is part of the run's data, so a run is re-used (or
+    resumed) only with the same bias expert.
     """
     folder = Path(folder)
     check_splits(train, dev, test)
     resolve_device(config.device)  # an unavailable device: refused before anything is written
-    wanted = run_inputs(info, train, dev, test, config, encode)
+    wanted = _wanted_inputs(info, train, dev, test, config, encode, bias_probs)
     saved = saved_inputs(folder)
     finished = is_finished_run(folder) and (folder / METRICS_FILE).exists()
     if reuse and finished and not _differences(saved, wanted):
-        net, tokenizer, saved_info = load_finetuned(
-            folder, device=config.device if config.device != "auto" else None)
-        history = json.loads((folder / HISTORY_FILE).read_text())
-        if not keep_checkpoint:
-            (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
-        return RunOutcome(net, tokenizer, json.loads((folder / METRICS_FILE).read_text()),
-                          history, reused=True, info=saved_info, folder=folder)
+        return _reuse(folder, config, keep_checkpoint)
     resume = resume and not (reuse and finished)  # a finished run of other settings: replaced
     if resume and saved is not None:  # older folders: fine_tune's own checks only
-        differ = _differences(saved, wanted, ("info",)) + [
-            d for d in _differences(saved, wanted, ("data",)) if not d.startswith("data.test")]
-        if differ:
-            raise CheckpointError(f"cannot resume the run in {folder}: it was made with other "
-                                  f"settings or pairs ({'; '.join(differ)})")
-        if isinstance(saved.get("train_config"), dict):
-            check_resumable(saved["train_config"], config, folder / INPUTS_FILE)
+        _check_resume(folder, saved, wanted, config)
     info = dataclasses.replace(info)  # a copy: the caller's stays as asked
     bert, tokenizer, info.model_config = load_for_run(info.model, info.model_config,
                                                       seed=config.seed)
@@ -321,22 +317,12 @@ def finetune_run(
     if not resume:
         _clear_run_files(folder)  # no stale checkpoint, best weights or metrics survive
     encoding = {"max_len": info.max_len, "truncation": info.truncation}
-    train_set = encode(train, tokenizer, **encoding)
-    dev_set = encode(dev, tokenizer, **encoding)
+    train_set, dev_set = encode(train, tokenizer, **encoding), encode(dev, tokenizer, **encoding)
     folder.mkdir(parents=True, exist_ok=True)
     result = fine_tune(net, train_set, dev_set, config, output_dir=folder,
                        callbacks=[_RecordInputs(folder / INPUTS_FILE, wanted), *callbacks],
-                       resume_from=folder if resume else None)
-    metrics: dict[str, Any] = {
-        "model": info.model,
-        "precision": result.precision,
-        "best_epoch": result.best_epoch + 1,
-        "dev_accuracy": result.best_dev_accuracy,
-        "train_pairs": len(train_set),
-        "train_seconds": result.train_seconds,
-        "examples_per_s": _mean([r["examples_per_s"] for r in result.history
-                                 if "examples_per_s" in r]),
-    }
+                       resume_from=folder if resume else None, bias_probs=bias_probs)
+    metrics = _run_metrics(info, result, len(train_set))
     if test is not None:
         test_metrics = evaluate(net, encode(test, tokenizer, **encoding),
                                 precision=config.precision)
@@ -347,6 +333,55 @@ def finetune_run(
         (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
     return RunOutcome(net.eval(), tokenizer, metrics, result.history, reused=False, info=info,
                       folder=folder)
+
+
+def _wanted_inputs(info: RunInfo, train: SNLISplit, dev: SNLISplit, test: SNLISplit | None,
+                   config: TrainConfig, encode: Encode, bias_probs: Any) -> dict[str, Any]:
+    """Everything that decides a run, as ``run_inputs.json`` records it (the bias expert's
+    probabilities by their digest)."""
+    wanted = run_inputs(info, train, dev, test, config, encode)
+    if bias_probs is not None:
+        digest = hashlib.sha1(np.ascontiguousarray(bias_probs, dtype=np.float32).tobytes())
+        wanted["data"]["bias"] = {"sha1": digest.hexdigest()[:16]}
+    return wanted
+
+
+def _reuse(folder: Path, config: TrainConfig, keep_checkpoint: bool) -> RunOutcome:
+    """The finished run in ``folder``, loaded instead of trained again."""
+    net, tokenizer, saved_info = load_finetuned(
+        folder, device=config.device if config.device != "auto" else None)
+    history = json.loads((folder / HISTORY_FILE).read_text())
+    if not keep_checkpoint:
+        (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+    return RunOutcome(net, tokenizer, json.loads((folder / METRICS_FILE).read_text()),
+                      history, reused=True, info=saved_info, folder=folder)
+
+
+def _check_resume(folder: Path, saved: dict[str, Any], wanted: dict[str, Any],
+                  config: TrainConfig) -> None:
+    """Refuse, before anything is written, to resume a run made with other settings or pairs
+    (its test pairs may differ: they are only scored at the end)."""
+    differ = _differences(saved, wanted, ("info",)) + [
+        d for d in _differences(saved, wanted, ("data",)) if not d.startswith("data.test")]
+    if differ:
+        raise CheckpointError(f"cannot resume the run in {folder}: it was made with other "
+                              f"settings or pairs ({'; '.join(differ)})")
+    if isinstance(saved.get("train_config"), dict):
+        check_resumable(saved["train_config"], config, folder / INPUTS_FILE)
+
+
+def _run_metrics(info: RunInfo, result: Any, train_pairs: int) -> dict[str, Any]:
+    """What ``metrics.json`` records of a fine-tuning result."""
+    return {
+        "model": info.model,
+        "precision": result.precision,
+        "best_epoch": result.best_epoch + 1,
+        "dev_accuracy": result.best_dev_accuracy,
+        "train_pairs": train_pairs,
+        "train_seconds": result.train_seconds,
+        "examples_per_s": _mean([r["examples_per_s"] for r in result.history
+                                 if "examples_per_s" in r]),
+    }
 
 
 class _RecordInputs(Callback):

@@ -37,6 +37,8 @@ __all__ = [
     "SampleWarning",
     "book_text",
     "find_split_file",
+    "line_error",
+    "numbered_lines",
     "read_records",
     "read_snli",
     "resolve_data_dir",
@@ -184,13 +186,14 @@ def find_split_file(data_dir: str | os.PathLike[str], split: str | bool) -> Path
     raise FileNotFoundError(f"no SNLI {name} file in {folder}; tried, in this order: {names}")
 
 
-def _bad(path: Path, line: int, what: str) -> DataFormatError:
+def line_error(path: Path, line: int, what: str) -> DataFormatError:
+    """The error for a malformed line: ``<file>, line <n>: <what>``, also as ``.path``/``.line``."""
     err = DataFormatError(f"{path}, line {line}: {what}")
     err.path, err.line = path, line
     return err
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Stream ``(1-based line number, text)`` of a plain or gzip file, decoded strictly as UTF-8."""
     opener = gzip.open if path.name.endswith(".gz") else open
     lineno = 0
@@ -200,33 +203,35 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise _bad(path, lineno, f"not UTF-8 text (byte {e.start}: {e.reason})") from e
+                    what = f"not UTF-8 text (byte {e.start}: {e.reason})"
+                    raise line_error(path, lineno, what) from e
                 if lineno == 1:
                     text = text.removeprefix("\ufeff")
                 yield lineno, text.rstrip("\r\n")
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise _bad(path, lineno + 1, f"not a complete gzip file ({e})") from e
+        raise line_error(path, lineno + 1, f"not a complete gzip file ({e})") from e
 
 
 def _record(path: Path, lineno: int, row: dict[str, object]) -> SNLIRecord | None:
     """A record from the official fields, or None for a ``-`` pair; errors name the line."""
     if "gold_label" not in row:
-        raise _bad(path, lineno, "missing field 'gold_label'")
+        raise line_error(path, lineno, "missing field 'gold_label'")
     gold = row["gold_label"]
     if gold == NO_GOLD:
         return None
     if gold not in LABELS:
         known = ", ".join(LABELS)
-        raise _bad(path, lineno, f"unknown gold label {gold!r} (expected one of {known} or '-')")
+        what = f"unknown gold label {gold!r} (expected one of {known} or '-')"
+        raise line_error(path, lineno, what)
     for key in _REQUIRED:
         if key not in row:
-            raise _bad(path, lineno, f"missing field {key!r}")
+            raise line_error(path, lineno, f"missing field {key!r}")
         if not isinstance(row[key], str):
-            raise _bad(path, lineno, f"field {key!r} must be a string, got {row[key]!r}")
+            raise line_error(path, lineno, f"field {key!r} must be a string, got {row[key]!r}")
     annotators = row.get("annotator_labels")
     if not isinstance(annotators, list | tuple) or not all(isinstance(a, str) for a in annotators):
         what = f"field 'annotator_labels' must be a list of strings, got {annotators!r}"
-        raise _bad(path, lineno, what)
+        raise line_error(path, lineno, what)
     s1, s2 = row["sentence1_binary_parse"], row["sentence2_binary_parse"]
     return SNLIRecord(
         pair_id=row["pairID"],  # type: ignore[arg-type]
@@ -240,28 +245,32 @@ def _record(path: Path, lineno: int, row: dict[str, object]) -> SNLIRecord | Non
     )
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
-    for lineno, text in _lines(path):
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """``(line number, object)`` of each non-blank line of a JSONL file; a bad line is an error
+    naming the file and line."""
+    for lineno, text in numbered_lines(path):
         if not text.strip():
             continue  # a blank line holds no pair
         try:
             row = json.loads(text)
         except json.JSONDecodeError as e:
-            raise _bad(path, lineno, f"not valid JSON ({e.msg} at column {e.colno})") from e
+            what = f"not valid JSON ({e.msg} at column {e.colno})"
+            raise line_error(path, lineno, what) from e
         if not isinstance(row, dict):
-            raise _bad(path, lineno, f"expected a JSON object, got {type(row).__name__}")
+            raise line_error(path, lineno, f"expected a JSON object, got {type(row).__name__}")
         yield lineno, row
 
 
 def _txt_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
-    lines = _lines(path)
+    lines = numbered_lines(path)
     first = next(lines, None)
     if first is None:
-        raise _bad(path, 1, "empty file: expected the tab-separated header line")
+        raise line_error(path, 1, "empty file: expected the tab-separated header line")
     header = first[1].split("\t")
     missing = [c for c in _REQUIRED if c not in header]
     if missing:
-        raise _bad(path, 1, f"header lacks the columns {', '.join(missing)}: {first[1][:120]!r}")
+        what = f"header lacks the columns {', '.join(missing)}: {first[1][:120]!r}"
+        raise line_error(path, 1, what)
     label_at = [i for i, c in enumerate(header) if c in _TXT_LABEL_COLUMNS]
     for lineno, text in lines:
         if not text.strip():
@@ -269,7 +278,7 @@ def _txt_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
         cells = text.split("\t")
         if len(cells) != len(header):
             what = f"{len(cells)} tab-separated columns, the header has {len(header)}"
-            raise _bad(path, lineno, what)
+            raise line_error(path, lineno, what)
         row: dict[str, object] = dict(zip(header, cells, strict=True))
         row["annotator_labels"] = [cells[i] for i in label_at if cells[i]]
         yield lineno, row
@@ -278,7 +287,7 @@ def _txt_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
 def _load(data_dir: str | os.PathLike[str] | None, split: str | bool, stacklevel: int) -> SNLISplit:
     name = _split_name(split)
     path = find_split_file(resolve_data_dir(data_dir), name)
-    rows = _txt_rows(path) if ".txt" in path.suffixes else _jsonl_rows(path)
+    rows = _txt_rows(path) if ".txt" in path.suffixes else jsonl_rows(path)
     records: list[SNLIRecord] = []
     dropped = 0
     for lineno, row in rows:
@@ -312,7 +321,7 @@ def train_sample_note(data_dir: str | os.PathLike[str] | None) -> str | None:
     can say this once at the start and leave the repeated :class:`SampleWarning` out.
     """
     path = find_split_file(resolve_data_dir(data_dir), "train")
-    lines = sum(1 for _, text in _lines(path) if text.strip()) - (".txt" in path.suffixes)
+    lines = sum(1 for _, text in numbered_lines(path) if text.strip()) - (".txt" in path.suffixes)
     official = OFFICIAL_PAIRS["train"]
     if lines >= SAMPLE_FRACTION * official:
         return None
@@ -334,7 +343,7 @@ def write_official_txt(data_dir: str | os.PathLike[str] | None, split: str | boo
 
     name = _split_name(split)
     path = find_split_file(resolve_data_dir(data_dir), name)
-    rows = _txt_rows(path) if ".txt" in path.suffixes else _jsonl_rows(path)
+    rows = _txt_rows(path) if ".txt" in path.suffixes else jsonl_rows(path)
     lines = ["\t".join(TXT_COLUMNS)]
     for _, row in rows:
         if limit is not None and len(lines) > limit:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
 from torch import nn
 
 from .data import SNLIBERTDataset
@@ -72,3 +76,69 @@ def measure_throughput(
         "steps": steps,
         "precision": resolve_precision(config.precision, device),
     }
+
+
+FASTER, SLOWER, SAME_SPEED = "faster", "slower", "within noise"
+
+
+def interleaved_throughput(
+    model: nn.Module,
+    setups: dict[str, tuple[SNLIBERTDataset, TrainConfig]],
+    *,
+    steps: int = 10,
+    warmup: int = 2,
+    repeats: int = 3,
+) -> dict[str, list[float]]:
+    """Examples/s of every setup (a dataset and its batching), measured ``repeats`` times in
+    turn: A, B, C, A, B, C, ... A busy machine slows whatever runs while it is busy, so taking
+    turns spreads its disturbance over all setups, and repeat ``k`` of each can be paired."""
+    speeds: dict[str, list[float]] = {name: [] for name in setups}
+    for _ in range(repeats):
+        for name, (dataset, config) in setups.items():
+            speeds[name].append(measure_throughput(model, dataset, config, steps=steps,
+                                                   warmup=warmup)["examples_per_s"])
+    return speeds
+
+
+@dataclass(frozen=True)
+class SpeedComparison:
+    """A's speed over B's, from paired repeats: the ratio (geometric mean), its 95% interval
+    and a verdict (``faster``, ``slower`` or ``within noise``)."""
+
+    name_a: str
+    name_b: str
+    ratio: float
+    low: float
+    high: float
+    repeats: int
+    verdict: str
+
+    def sentence(self) -> str:
+        if self.repeats < 2:
+            return (f"{self.name_a} against {self.name_b}: {self.ratio:.2f}x the examples/s from "
+                    "a single timing each: no interval, so no verdict.")
+        measured = (f"{self.ratio:.2f}x the examples/s (95% interval {self.low:.2f}x to "
+                    f"{self.high:.2f}x, {self.repeats} paired repeats)")
+        if self.verdict == SAME_SPEED:
+            return (f"{self.name_a} against {self.name_b}: {measured}: within noise, so these "
+                    "timings do not show that either is faster.")
+        return f"{self.name_a} is {self.verdict} than {self.name_b}: {measured}."
+
+
+def compare_speeds(speeds_a: Sequence[float], speeds_b: Sequence[float], name_a: str = "A",
+                   name_b: str = "B", confidence: float = 0.95) -> SpeedComparison:
+    """Compare paired repeats (repeat ``k`` of A was taken beside repeat ``k`` of B) by the
+    t-interval of their log ratios; fewer than two repeats give no interval: within noise."""
+    logs = np.log(np.asarray(speeds_a, dtype=np.float64) / np.asarray(speeds_b, dtype=np.float64))
+    if logs.size == 0:
+        raise ValueError("no repeats to compare")
+    mean = float(logs.mean())
+    if logs.size < 2:
+        low, high = -np.inf, np.inf
+    else:
+        half = stats.t.ppf(1 - (1 - confidence) / 2, logs.size - 1) * logs.std(ddof=1) / np.sqrt(
+            logs.size)
+        low, high = mean - half, mean + half
+    verdict = FASTER if low > 0 else SLOWER if high < 0 else SAME_SPEED
+    return SpeedComparison(name_a, name_b, float(np.exp(mean)), float(np.exp(low)),
+                           float(np.exp(high)), int(logs.size), verdict)

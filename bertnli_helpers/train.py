@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import (
@@ -38,6 +37,7 @@ from .distributed import DistInfo, all_sum, evaluate_distributed, init_distribut
 from .errors import CheckpointError, EmptySplitError, SettingError
 from .files import atomic_torch_save, atomic_write_json
 from .inference import evaluate, to_device
+from .objectives import OBJECTIVES
 from .optim import make_optimizer, make_scheduler
 from .precision import PRECISIONS, autocast, autocast_dtype, describe_precision, resolve_precision
 
@@ -71,12 +71,14 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     keep_best: bool = True  # restore the best-on-dev weights at the end
+    objective: str = "cross_entropy"  # a name in objectives.OBJECTIVES (debiasing ones too)
 
     def __post_init__(self) -> None:
         checks = {
             "optimizer": (self.optimizer, ("adamw", "adam")),
             "schedule": (self.schedule, ("linear", "constant")),
             "precision": (self.precision, PRECISIONS),
+            "objective": (self.objective, tuple(OBJECTIVES)),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -211,6 +213,7 @@ class Loop:
     best_weights: dict[str, torch.Tensor] | None = None
     sums: EpochSums = field(default_factory=EpochSums)
     epoch_open: bool = False  # batches of this epoch ran, its record is not written yet
+    bias_probs: torch.Tensor | None = None  # (train pairs, classes): a debiasing objective's
 
     @property
     def writes(self) -> bool:
@@ -229,9 +232,11 @@ class Loop:
 def start_loop(
     model: nn.Module, train: SNLIBERTDataset, dev: SNLIBERTDataset | None, config: TrainConfig,
     callbacks: Sequence[Callback] = (), output_dir: str | Path | None = None,
+    bias_probs: Any = None,
 ) -> Loop:
     """Device, process group, optimizer, schedule and precision for a run from step 0."""
     check_not_empty(train, dev)
+    bias = _bias_table(config, bias_probs, len(train))
     device = resolve_device(config.device)
     info = init_distributed(device)
     if info.world_size > 1 and device.type == "cuda":
@@ -259,7 +264,33 @@ def start_loop(
                 make_scheduler(optimizer, config, total_steps),
                 torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), dtype,
                 resolve_precision(config.precision, device), state, callbacks,
-                Path(output_dir) if output_dir is not None else None)
+                Path(output_dir) if output_dir is not None else None,
+                bias_probs=bias)
+
+
+def _bias_table(config: TrainConfig, bias_probs: Any, n: int) -> torch.Tensor | None:
+    """The bias expert's probabilities of every training pair, checked against the objective."""
+    needs = OBJECTIVES[config.objective].needs_bias
+    if needs and bias_probs is None:
+        raise SettingError(f"objective {config.objective!r} needs bias_probs: the bias expert's "
+                         "class probabilities of every training pair (see debias.py)")
+    if not needs:
+        return None
+    table = torch.as_tensor(bias_probs, dtype=torch.float32)
+    if table.ndim != 2 or table.shape[0] != n:
+        raise SettingError(f"bias_probs must have one row per training pair ({n}), got shape "
+                         f"{tuple(table.shape)}")
+    return table
+
+
+def batch_loss(loop: Loop, logits: torch.Tensor, labels: torch.Tensor,
+               indices: Sequence[int]) -> torch.Tensor:
+    """The config's objective on one (micro-)batch, summed; a debiasing objective also reads
+    the bias expert's probabilities of these pairs, looked up by their dataset indices."""
+    bias = None
+    if loop.bias_probs is not None:
+        bias = loop.bias_probs[torch.as_tensor(indices, dtype=torch.long)].to(loop.device)
+    return OBJECTIVES[loop.config.objective].loss(logits, labels, bias)
 
 
 def check_not_empty(train: SNLIBERTDataset, dev: SNLIBERTDataset | None) -> None:
@@ -270,16 +301,18 @@ def check_not_empty(train: SNLIBERTDataset, dev: SNLIBERTDataset | None) -> None
             raise EmptySplitError(f"the {name} set has no pairs: give a non-empty {name} split")
 
 
-RESUME_MUST_MATCH = ("batch_size", "seed", "bucket", "pad_to", "lr", "epochs", "optimizer")
+RESUME_MUST_MATCH = ("batch_size", "seed", "bucket", "pad_to", "lr", "epochs", "optimizer",
+                     "objective")
 
 
 def check_resumable(saved: dict[str, Any], config: TrainConfig, source: str | Path) -> None:
     """Refuse to continue a run (its config as ``saved``) with a recipe that would make it
     another run; ``source`` names where ``saved`` was read."""
     for key in RESUME_MUST_MATCH:
-        if saved.get(key) != getattr(config, key):
+        made_with = saved.get(key, getattr(TrainConfig, key))  # older runs: the default
+        if made_with != getattr(config, key):
             raise CheckpointError(
-                f"cannot resume from {source}: it was made with {key}={saved.get(key)!r}, "
+                f"cannot resume from {source}: it was made with {key}={made_with!r}, "
                 f"this run has {key}={getattr(config, key)!r}; pass the same setting, or choose "
                 "another output folder for a new run")
 
@@ -308,7 +341,8 @@ def train_step(loop: Loop, indices: Sequence[int]) -> float:
     """One optimizer step on one batch, returning its mean loss.
 
     The batch runs in micro-batches when the config asks (the same step with less memory):
-    forward under autocast, summed cross-entropy, backward; then clip, step, schedule.
+    forward under autocast, the summed loss of the config's objective, backward; then clip,
+    step, schedule.
     """
     config, sums = loop.config, loop.sums
     global_count = all_sum([float(len(indices))], loop.info, loop.device)[0]
@@ -323,7 +357,7 @@ def train_step(loop: Loop, indices: Sequence[int]) -> float:
         with sync:
             with autocast(loop.device, loop.dtype):
                 logits = loop.model(inputs)
-            loss_sum = F.cross_entropy(logits.float(), labels, reduction="sum")
+            loss_sum = batch_loss(loop, logits.float(), labels, chunk)
             # DDP averages gradients over ranks; scaling by world/global count makes the step
             # identical to one process seeing the whole global batch at once.
             loop.scaler.scale(loss_sum * (loop.info.world_size / global_count)).backward()
@@ -460,16 +494,19 @@ def fine_tune(
     callbacks: Sequence[Callback] = (),
     output_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
+    bias_probs: Any = None,
 ) -> FineTuneResult:
     """Fine-tune ``model`` (a ``BERTClassifier``) on ``train``, choosing the best epoch on ``dev``.
 
     With ``output_dir``: checkpoints (every ``checkpoint_every`` steps and each epoch), the
     best weights, the config and the history are written there (by rank 0 only). With
     ``resume_from`` (a folder or checkpoint file), the run continues where that one stopped,
-    and finishes an epoch whose last step ran but whose record was not written.
+    and finishes an epoch whose last step ran but whose record was not written. A debiasing
+    ``config.objective`` needs ``bias_probs``: the bias expert's class probabilities ``(n, 3)``
+    of the ``n`` training pairs, in the dataset's order.
     """
     config = config or TrainConfig()
-    loop = start_loop(model, train, dev, config, callbacks, output_dir)
+    loop = start_loop(model, train, dev, config, callbacks, output_dir, bias_probs)
     skip = resume_loop(loop, resume_from) if resume_from is not None else 0
     if loop.writes:
         atomic_write_json(loop.out / CONFIG_FILE, {

@@ -396,3 +396,30 @@ def test_attention_of_a_pair_is_the_same_inside_a_padded_batch(trained, dev_data
     assert np.allclose(batch_maps[..., :n, n:], 0.0)  # padding is never attended to
     with pytest.raises(IndexError):
         analysis.attention_for_pair(net, dev_data, len(dev_data))
+
+
+def test_uniform_attention_crosses_by_the_sides_sizes_and_heads_are_measured_against_it(
+        trained, dev_data):
+    segments = np.array([0, 0, 0, 1, 1])
+    assert analysis.uniform_cross_share(segments) == pytest.approx(2 * 3 * 2 / 25)
+    uniform = np.full((2, 3, 5, 5), 1 / 5)
+    np.testing.assert_allclose(analysis.cross_attention_share(uniform, segments),
+                               analysis.uniform_cross_share(segments))
+    within = np.zeros((1, 1, 5, 5))
+    within[..., :3, :3], within[..., 3:, 3:] = 1 / 3, 1 / 2  # every query stays on its side
+    assert analysis.cross_attention_share(within, segments)[0, 0] == 0.0
+    with pytest.raises(ValueError, match="segments"):
+        analysis.cross_attention_share(uniform, segments[:4])
+    net = trained[0].eval()
+    table = analysis.heads_against_uniform(net, dev_data, range(12))
+    assert len(table) == TINY["num_layers"] * TINY["num_heads"] and (table["pairs"] == 12).all()
+    assert (table["low"] <= table["excess"]).all() and (table["excess"] <= table["high"]).all()
+    assert set(table["verdict"]) <= {"more than uniform", "less than uniform", "within noise"}
+    _, maps = analysis.attention_for_pair(net, dev_data, 3)
+    segments = np.asarray(dev_data.segments_of(3))
+    first = table.loc[(0, 0)]
+    one = analysis.heads_against_uniform(net, dev_data, [3])
+    assert one.loc[(0, 0), "excess"] == pytest.approx(
+        analysis.cross_attention_share(maps, segments)[0, 0]
+        - analysis.uniform_cross_share(segments))
+    assert (one["verdict"] == "within noise").all() and np.isfinite(first["excess"])

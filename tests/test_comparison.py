@@ -87,3 +87,18 @@ def test_correct_mask_reads_probabilities_or_labels():
     assert correct_mask(np.array([0, 1]), [0, 1]).tolist() == [True, True]
     assert seed_spread([0.5, 0.7]) == pytest.approx((0.6, math.sqrt(0.02)))
     assert seed_spread([0.5]) == (0.5, 0.0)
+
+
+def test_compare_groups_is_unpaired_and_calls_a_clear_gap():
+    from bertnli_helpers.comparison import compare_groups
+
+    rng = np.random.default_rng(0)
+    easy, hard = rng.random(400) < 0.9, rng.random(300) < 0.6
+    gap = compare_groups(easy, hard, "easy", "hard")
+    assert gap.verdict == "better" and gap.n_pairs == 700 and gap.low > 0
+    assert gap.difference == pytest.approx(easy.mean() - hard.mean())
+    same = compare_groups(easy[:200], easy[200:], "first half", "second half")
+    assert same.verdict == "within noise" and same.low < 0 < same.high
+    assert compare_groups(hard, easy).verdict == "worse"
+    with pytest.raises(ValueError, match="both groups"):
+        compare_groups([], easy)

@@ -108,6 +108,24 @@ def test_table_and_verdicts_from_cells():
     assert "lr=0.001 did not learn measurably" in sentences[1]
 
 
+def test_correct_for_stacks_one_variants_seeds_in_seed_order():
+    labels = np.zeros(4, dtype=int)
+    spec = GridSpec(RunInfo("minilm"), TrainConfig(), {"lr": (1e-4,), "max_len": (16, 32)},
+                    seeds=(0, 1))
+    result = GridResult(spec)
+    rows = {(16, 1): [1, 1, 0, 0], (16, 0): [1, 0, 0, 0], (32, 0): [0, 0, 0, 1],
+            (32, 1): [0, 0, 1, 1]}
+    for (max_len, seed), correct in rows.items():
+        result.cells.append(fake_cell((("lr", 1e-4), ("max_len", max_len)), seed, correct,
+                                      labels))
+    np.testing.assert_array_equal(result.correct_for(max_len=16), [[1, 0, 0, 0], [1, 1, 0, 0]])
+    assert result.correct_for(lr=1e-4, max_len=32).shape == (2, 4)
+    with pytest.raises(GridError, match="matches 2 variants"):
+        result.correct_for(lr=1e-4)
+    with pytest.raises(GridError, match="matches 0 variants"):
+        result.correct_for(max_len=64)
+
+
 def test_a_real_grid_killed_mid_way_re_runs_nothing_that_had_finished(tmp_path, snli_dir):
     out = tmp_path / "grid"
     command = [sys.executable, "-m", "bertnli_helpers.cli", "compare", "--model", "scratch",
@@ -137,6 +155,21 @@ def test_a_real_grid_killed_mid_way_re_runs_nothing_that_had_finished(tmp_path, 
     verdicts = pd.read_csv(out / "verdicts.csv")
     assert len(verdicts) == 3 and set(verdicts["B"]) == {"truncation=longest_first, max_len=16"}
     assert (out / "verdicts.md").read_text().startswith("| A | B |")
+
+
+def test_labels_leave_out_the_settings_every_run_shares():
+    labels = np.array([0, 1, 2] * 50)
+    spec = GridSpec(RunInfo("minilm"), TrainConfig(), {"lr": (1e-4, 3e-4), "max_len": (16,)})
+    result = GridResult(spec)
+    rng = np.random.default_rng(1)
+    for lr in (1e-4, 3e-4):
+        result.cells.append(fake_cell((("lr", lr), ("max_len", 16)), 0, rng.random(150) < 0.8,
+                                      labels))
+    assert result.constant_settings() == (("max_len", 16),)
+    assert list(result.table()["variant"]) == ["lr=0.0001", "lr=0.0003"]
+    assert result.verdicts().loc[0, "A"] == "lr=0.0003" and "max_len" not in result.sentences()[0]
+    only = GridResult(GridSpec(RunInfo("minilm"), TrainConfig(), {"max_len": (16,)}))
+    assert only.label((("max_len", 16),)) == "max_len=16"  # nothing varies: the full name
 
 
 def test_against_baseline_names_the_sides_and_refuses_a_side_that_did_not_learn():
