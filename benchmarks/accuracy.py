@@ -35,7 +35,7 @@ from bertnli_helpers.model import POOLING_HEADS
 from bertnli_helpers.precision import PRECISIONS
 from bertnli_helpers.pretrained import suggested_pooling
 from bertnli_helpers.runs import RunInfo, finetune_run
-from bertnli_helpers.snli import read_records, resolve_data_dir
+from bertnli_helpers.snli import resolve_data_dir, sample_splits
 from bertnli_helpers.train import preset
 
 
@@ -87,9 +87,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/accuracy.json")
     args = parser.parse_args()
     data_dir = resolve_data_dir(args.data_dir)
-    train = read_records(data_dir, "train").sample(args.train_size, args.seed)
-    dev = read_records(data_dir, "dev").sample(args.dev_size, args.seed)
-    test = read_records(data_dir, "test").sample(args.test_size, args.seed)
+    train, dev, test = sample_splits(data_dir, train_size=args.train_size,
+                                     dev_size=args.dev_size, test_size=args.test_size,
+                                     seed=args.seed)
     pooling = suggested_pooling(args.model) if args.pooling == "suggested" else args.pooling
     rows, correct = [], {}
     for name in args.presets:

@@ -29,7 +29,7 @@ from bertnli_helpers.debias import DEFAULT_METHOD, debias_study
 from bertnli_helpers.objectives import OBJECTIVES
 from bertnli_helpers.pretrained import suggested_pooling
 from bertnli_helpers.runs import RunInfo
-from bertnli_helpers.snli import read_records, resolve_data_dir
+from bertnli_helpers.snli import resolve_data_dir, sample_splits
 from bertnli_helpers.train import preset
 
 
@@ -53,9 +53,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/debias.json")
     args = parser.parse_args()
     data_dir = resolve_data_dir(args.data_dir)
-    train = read_records(data_dir, "train").sample(args.train_size, args.data_seed)
-    dev = read_records(data_dir, "dev").sample(args.dev_size, args.data_seed)
-    test = read_records(data_dir, "test").sample(args.test_size, args.data_seed)
+    train, dev, test = sample_splits(data_dir, train_size=args.train_size,
+                                     dev_size=args.dev_size, test_size=args.test_size,
+                                     seed=args.data_seed)
     changes = {k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps))
                if v is not None}
     config = preset(args.preset, **changes)
