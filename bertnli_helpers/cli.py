@@ -440,7 +440,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         description="Every combination of the --vary values is fine-tuned once per seed (the "
         "recipe options are the base; --seed picks the pairs, --seeds the training seeds); "
         "finished runs are re-used and interrupted ones resumed when the command runs again. "
-        "Writes results and verdicts against the baseline (CSV and Markdown) to --output.")
+        "Writes results and verdicts (CSV and Markdown) to --output: each verdict compares "
+        "two variants that differ in one setting.")
     _recipe_args(p)
     p.add_argument("--vary", action="append", required=True, metavar="NAME=V1,V2",
                    help="a setting and its values, e.g. truncation=longest_first,ratio; "

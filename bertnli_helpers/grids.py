@@ -4,9 +4,11 @@ A grid is a base recipe (a ``RunInfo`` and a ``TrainConfig``), the settings to v
 ``truncation=longest_first,ratio`` and ``max_len=16,32``) and the training seeds. Each cell of the
 grid is one :func:`~bertnli_helpers.runs.finetune_run` in its own folder, so a finished cell is
 re-used and an interrupted one resumed when the grid runs again. The results are a table (each
-variant's dev and test accuracy as mean and spread over seeds, speed, minutes) and the paired
-verdict of every variant against the baseline on the same test pairs
-(:func:`~bertnli_helpers.comparison.compare`).
+variant's dev and test accuracy as mean and spread over seeds, speed, minutes) and paired
+verdicts on the same test pairs (:func:`~bertnli_helpers.comparison.compare`), each between two
+variants that differ in one setting only: with two settings varied, ``ratio`` at ``max_len=24``
+is compared with ``longest_first`` at ``max_len=24`` (and with ``ratio`` at the baseline's
+``max_len``), never with the baseline that differs in both.
 """
 
 from __future__ import annotations
@@ -288,14 +290,28 @@ class GridResult:
             })
         return pd.DataFrame(rows)
 
-    def verdicts(self) -> pd.DataFrame:
-        """Every variant against the baseline, paired on the same scored pairs and seeds."""
-        base = self.spec.baseline_variant()
-        rows = []
+    def one_change_pairs(self) -> list[tuple[Variant, Variant]]:
+        """``(variant, reference)`` pairs that differ in one setting: each variant against the
+        variant that sets one of its non-baseline settings back to the baseline's value, so
+        that every comparison changes one thing (with one setting varied: each against the
+        baseline)."""
+        base = dict(self.spec.baseline_variant())
+        present = set(self.spec.variants())
+        pairs = []
         for variant in self.spec.variants():
-            if variant == base:
-                continue
-            comparison = self.comparison(variant, base)
+            for name, value in variant:
+                reference = tuple((key, base[key] if key == name else other)
+                                  for key, other in variant)
+                if value != base[name] and reference in present:
+                    pairs.append((variant, reference))
+        return pairs
+
+    def verdicts(self) -> pd.DataFrame:
+        """Every one-change pair (:meth:`one_change_pairs`), paired on the same scored pairs
+        and seeds."""
+        rows = []
+        for variant, reference in self.one_change_pairs():
+            comparison = self.comparison(variant, reference)
             if comparison is not None:
                 rows.append(comparison.row())
         return pd.DataFrame(rows)
@@ -339,41 +355,48 @@ class GridResult:
         return bool(checks) and sum(checks) * 2 > len(checks)
 
     def sentences(self) -> list[str]:
-        """What the grid shows, one generated sentence per variant against the baseline; a
-        comparison with a side that did not learn says so instead of reading a direction."""
-        base = self.spec.baseline_variant()
-        return [self._sentence(variant, base) for variant in self.spec.variants()
-                if variant != base and self.comparison(variant, base) is not None]
+        """What the grid shows, one generated sentence per one-change pair; a comparison with
+        a side that did not learn says so instead of reading a direction."""
+        return [self._sentence(*self.against(variant, reference), str(variant))
+                for variant, reference in self.one_change_pairs()
+                if self.comparison(variant, reference) is not None]
+
+    def against(self, variant: Variant, reference: Variant, name: str | None = None,
+                reference_name: str | None = None):
+        """``(comparison, idle)``: ``variant`` compared with ``reference``, named ``name`` /
+        ``reference_name`` (None when no seed has both), and the names of the sides that did
+        not learn measurably."""
+        comparison = self.comparison(variant, reference)
+        names = {variant: name or self.label(variant),
+                 reference: reference_name or self.label(reference)}
+        if comparison is not None:
+            comparison = dataclasses.replace(comparison, name_a=names[variant],
+                                             name_b=names[reference])
+        return comparison, [names[v] for v in (variant, reference) if not self.learned(v)]
 
     def against_baseline(self, changes: dict[str, Any], name: str | None = None,
                          base_name: str | None = None):
-        """The variant that makes ``changes`` to the baseline, compared with the baseline:
-        ``(comparison, idle)``, the comparison named ``name`` / ``base_name`` (None when no seed
-        has both) and the names of the sides that did not learn measurably."""
+        """:meth:`against` for the variant that makes ``changes`` to the baseline."""
         base = self.spec.baseline_variant()
         variant = tuple((key, changes.get(key, value)) for key, value in base)
-        comparison = self.comparison(variant, base)
-        names = {variant: name or self.label(variant), base: base_name or self.label(base)}
-        if comparison is not None:
-            comparison = dataclasses.replace(comparison, name_a=names[variant],
-                                             name_b=names[base])
-        return comparison, [names[v] for v in (variant, base) if not self.learned(v)]
+        return self.against(variant, base, name, base_name)
 
     def sentence(self, changes: dict[str, Any], name: str | None = None,
                  base_name: str | None = None) -> str:
         """One generated sentence for :meth:`against_baseline` (what it shows, or that it
         cannot be read because a side did not learn)."""
-        comparison, idle = self.against_baseline(changes, name, base_name)
+        return self._sentence(*self.against_baseline(changes, name, base_name),
+                              str(name or changes))
+
+    @staticmethod
+    def _sentence(comparison, idle: list[str], what: str) -> str:
         if comparison is None:
-            return f"{name or changes}: no run to compare yet."
+            return f"{what}: no run to compare yet."
         if idle:
             return (f"{comparison.name_a} against {comparison.name_b}: not comparable, "
                     f"{' and '.join(idle)} did not learn measurably (accuracy not above the "
                     "majority class); train longer.")
         return comparison.sentence()
-
-    def _sentence(self, variant: Variant, base: Variant) -> str:
-        return self.sentence({key: value for key, value in variant})
 
     def save(self, root: Path) -> list[Path]:
         """results.csv / results.md (the table), verdicts.csv / verdicts.md."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -108,6 +109,30 @@ def test_table_and_verdicts_from_cells():
     assert "lr=0.001 did not learn measurably" in sentences[1]
 
 
+def test_two_settings_are_compared_one_change_at_a_time():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, 900)
+    spec = GridSpec(RunInfo("minilm"), TrainConfig(),
+                    {"truncation": ("longest_first", "ratio"), "max_len": (16, 24, 32)})
+    result = GridResult(spec)
+    gain = {"longest_first": 0.0, "ratio": 0.2}  # ratio better at every length
+    for truncation, max_len in itertools.product(("longest_first", "ratio"), (16, 24, 32)):
+        correct = rng.random(900) < 0.5 + gain[truncation] + (max_len - 16) / 200
+        result.cells.append(fake_cell((("truncation", truncation), ("max_len", max_len)), 0,
+                                      correct, labels))
+    pairs = result.one_change_pairs()
+    assert len(pairs) == 7  # 3 truncation changes (one per max_len), 2 x 2 max_len changes
+    for variant, reference in pairs:
+        assert sum(a != b for a, b in zip(variant, reference)) == 1
+    verdicts = result.verdicts()
+    by_ratio = verdicts[verdicts["A"].str.startswith("truncation=ratio")
+                        & verdicts["B"].str.startswith("truncation=longest_first")]
+    assert [a.split(", ")[1] for a in by_ratio["A"]] == ["max_len=16", "max_len=24",
+                                                         "max_len=32"]
+    assert set(by_ratio["verdict"]) == {"better"}
+    assert len(result.sentences()) == 7
+
+
 def test_correct_for_stacks_one_variants_seeds_in_seed_order():
     labels = np.zeros(4, dtype=int)
     spec = GridSpec(RunInfo("minilm"), TrainConfig(), {"lr": (1e-4,), "max_len": (16, 32)},
@@ -153,7 +178,12 @@ def test_a_real_grid_killed_mid_way_re_runs_nothing_that_had_finished(tmp_path, 
     table = pd.read_csv(out / "results.csv")
     assert len(table) == 4 and set(table["seeds"]) == {2}
     verdicts = pd.read_csv(out / "verdicts.csv")
-    assert len(verdicts) == 3 and set(verdicts["B"]) == {"truncation=longest_first, max_len=16"}
+    assert len(verdicts) == 4  # each a one-setting change: 2 of truncation, 2 of max_len
+    assert set(zip(verdicts["A"], verdicts["B"])) == {
+        ("truncation=ratio, max_len=16", "truncation=longest_first, max_len=16"),
+        ("truncation=longest_first, max_len=32", "truncation=longest_first, max_len=16"),
+        ("truncation=ratio, max_len=32", "truncation=longest_first, max_len=32"),
+        ("truncation=ratio, max_len=32", "truncation=ratio, max_len=16")}
     assert (out / "verdicts.md").read_text().startswith("| A | B |")
 
 
