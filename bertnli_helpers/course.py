@@ -360,7 +360,8 @@ class NotebookContext:
                         baseline=baseline, train_size=size, dev_size=self.profile.dev_size,
                         test_size=self.profile.test_size, data_seed=self.seed,
                         data_dir=str(self.data_dir), score_on=score_on,
-                        only=tuple(only) if only is not None else None)
+                        only=tuple(only) if only is not None else None,
+                        cell_store=str(self.path("grids/cells")))
         return run_grid(spec, self.path(f"grids/{name}-{self.profile.name}-seed{self.seed}"),
                         jobs=1)
 

@@ -13,8 +13,12 @@ is compared with ``longest_first`` at ``max_len=24`` (and with ``ratio`` at the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import io
 import itertools
+import json
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -147,6 +151,8 @@ class GridSpec:
     # comparison drives a decision (the test split is then never looked at)
     only: tuple[dict[str, Any], ...] | None = None  # run just the baseline and these variants,
     # each written as the settings it changes from the baseline (None: every combination)
+    cell_store: str | None = None  # a folder several grids share: each cell is stored by a
+    # digest of everything that decides its run, so a run another grid made is re-used
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -217,33 +223,64 @@ def cell_recipe(spec: GridSpec, variant: Variant, seed: int):
     return info, config, changes["data"].get("train_size", spec.train_size)
 
 
-def cell_folder(root: Path, variant: Variant, seed: int) -> Path:
-    return root / "cells" / variant_slug(variant) / f"seed{seed}"
+def cell_folder(spec: GridSpec, root: Path, variant: Variant, seed: int,
+                inputs: dict[str, Any]) -> Path:
+    """Where a cell's run lives: under the grid by its variant, or, with ``spec.cell_store``,
+    under the store by the digest of its run's inputs and the split it is scored on."""
+    if spec.cell_store is None:
+        return root / "cells" / variant_slug(variant) / f"seed{seed}"
+    key = json.dumps({"inputs": inputs, "scored": spec.score_on}, sort_keys=True)
+    return Path(spec.cell_store) / f"seed{seed}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
 
 
 def run_cell(spec: GridSpec, root: Path, variant: Variant, seed: int) -> CellResult:
-    """Fine-tune one cell (or re-use / resume it) and score its classifier on the test pairs."""
+    """Fine-tune one cell (or re-use / resume it) and score its classifier on the scored pairs.
+
+    A finished cell whose run inputs match and whose scores are kept is read back without its
+    weights (which the course deletes to save disk)."""
     from .checkpoints import CHECKPOINT_FILE
-    from .data import SNLIBERTDataset
-    from .inference import predict
-    from .runs import finetune_run
+    from .runs import run_inputs, stored_run_metrics
 
     info, config, train_size = cell_recipe(spec, variant, seed)
     train, dev, test = _splits(spec, train_size)
     scored = test if spec.score_on == "test" else dev
-    folder = cell_folder(root, variant, seed)
-    outcome = finetune_run(folder, info, train, dev, test if spec.score_on == "test" else None,
-                           config, reuse=True, resume=(folder / CHECKPOINT_FILE).exists(),
-                           keep_checkpoint=False)
+    inputs = run_inputs(info, train, dev, test, config)
+    folder = cell_folder(spec, root, variant, seed, inputs)
     labels = np.array([r.label for r in scored.records])
-    probs_path = folder / PROBS_FILE
-    probs = np.load(probs_path) if outcome.reused and probs_path.exists() else None
-    if probs is None or len(probs) != len(labels):
+    metrics, probs = stored_run_metrics(folder, inputs), _stored_probs(folder, len(labels))
+    if metrics is not None and probs is not None:
+        return CellResult(variant, seed, metrics, correct_mask(probs, labels), labels, True,
+                          folder)
+    with contextlib.redirect_stdout(io.StringIO()):  # the grid says the precision once
+        metrics, probs, reused = _train_and_score(folder, info, train, dev, test, scored,
+                                                  config, (folder / CHECKPOINT_FILE).exists())
+    return CellResult(variant, seed, metrics, correct_mask(probs, labels), labels, reused, folder)
+
+
+def _stored_probs(folder: Path, pairs: int) -> np.ndarray | None:
+    try:
+        probs = np.load(folder / PROBS_FILE)
+    except (OSError, ValueError):
+        return None
+    return probs if len(probs) == pairs else None
+
+
+def _train_and_score(folder: Path, info: Any, train: Any, dev: Any, test: Any, scored: Any,
+                     config: Any, resume: bool) -> tuple[dict[str, Any], np.ndarray, bool]:
+    """Fine-tune (or re-use, or resume) the cell's run, and write its probabilities on the
+    scored pairs."""
+    from .data import SNLIBERTDataset
+    from .inference import predict
+    from .runs import finetune_run
+
+    outcome = finetune_run(folder, info, train, dev, test, config, reuse=True, resume=resume,
+                           keep_checkpoint=False)
+    probs = _stored_probs(folder, len(scored)) if outcome.reused else None
+    if probs is None:
         data = SNLIBERTDataset(scored, outcome.tokenizer, info.max_len, info.truncation)
-        probs = predict(outcome.net, data)
-        atomic_write(probs_path, lambda handle: np.save(handle, probs))
-    return CellResult(variant, seed, outcome.metrics, correct_mask(probs, labels), labels,
-                      outcome.reused, folder)
+        probs = predict(outcome.net, data, precision=config.precision)
+        atomic_write(folder / PROBS_FILE, lambda handle: np.save(handle, probs))
+    return outcome.metrics, probs, outcome.reused
 
 
 def _run_cell_in_worker(spec: GridSpec, root: Path, variant: Variant, seed: int,
@@ -422,6 +459,8 @@ def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
              progress: bool = True, on_cell: Callable[[CellResult], None] | None = None
              ) -> GridResult:
     """Run every cell not finished yet (``jobs`` processes at once), then save the tables."""
+    from .devices import resolve_device
+    from .precision import describe_precision
     from .progress import progress_bar
 
     root = Path(root)
@@ -432,6 +471,8 @@ def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
                                          "only": list(spec.only) if spec.only else None,
                                          "baseline": variant_label(spec.baseline_variant())})
     result = GridResult(spec)
+    print(describe_precision(spec.config.precision, resolve_device(spec.config.device)),
+          flush=True)
     bar = progress_bar(total=len(cells), desc="grid", unit="run", disable=not progress)
     for cell in _execute(spec, root, cells, jobs):
         result.cells.append(cell)

@@ -580,10 +580,16 @@ def load_for_run(
     recorded (None: its default sizes), and its sizes are returned for the run to record; any
     other model brings its sizes with its checkpoint, so None is returned.
     """
-    sized_by_run = name in NAMED_MODELS and NAMED_MODELS[name].sized_by_run
-    config = BertConfig(**recorded_config) if sized_by_run and recorded_config else None
+    sized = is_sized_by_run(name)
+    config = BertConfig(**recorded_config) if sized and recorded_config else None
     bert, tokenizer = load_pretrained(name, config=config, device="cpu", seed=seed)
-    return bert, tokenizer, bert.config.to_dict() if sized_by_run else None
+    return bert, tokenizer, bert.config.to_dict() if sized else None
+
+
+def is_sized_by_run(name: str) -> bool:
+    """Whether a run must record the model's sizes (its weights live only in the run): for any
+    other model, sizes given with a run are ignored, so they do not tell two runs apart."""
+    return name in NAMED_MODELS and NAMED_MODELS[name].sized_by_run
 
 
 def _files_at_hand(name_or_path: str | Path) -> Path | None:

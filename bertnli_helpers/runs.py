@@ -39,7 +39,7 @@ from .files import atomic_write_json, run_folder_lock
 from .inference import evaluate
 from .model import BERTClassifier
 from .precision import resolve_precision
-from .pretrained import load_for_run
+from .pretrained import is_sized_by_run, load_for_run
 from .snli import SNLISplit
 from .tokenization import TextTokenizer
 from .train import Callback, TrainConfig, check_resumable, fine_tune
@@ -174,11 +174,32 @@ def run_inputs(info: RunInfo, train: SNLISplit, dev: SNLISplit, test: SNLISplit 
     train_config = dataclasses.asdict(config)
     device = resolve_device(train_config.pop("device"))
     train_config["precision"] = resolve_precision(config.precision, device)
-    inputs = {"info": {**dataclasses.asdict(info), "encode": encoding_name(encode)},
+    inputs = {"info": _info_inputs({**dataclasses.asdict(info), "encode": encoding_name(encode)}),
               "train_config": train_config,
               "data": {name: split_fingerprint(split)
                        for name, split in (("train", train), ("dev", dev), ("test", test))}}
     return json.loads(json.dumps(inputs))  # compared with what JSON gives back
+
+
+def _info_inputs(info: dict[str, Any]) -> dict[str, Any]:
+    """A run's ``info`` as it decides the run: sizes given for a model that brings its own
+    (anything but ``scratch``) are ignored by the run, so they are left out."""
+    if not is_sized_by_run(str(info.get("model"))):
+        info["model_config"] = None
+    return info
+
+
+def stored_run_metrics(folder: str | Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
+    """The metrics of the finished run in ``folder`` if it was made with exactly ``wanted``
+    (:func:`run_inputs`), even when its weights were deleted to save disk: what a caller that
+    keeps the run's scores (a grid) needs to skip it. None otherwise."""
+    folder = Path(folder)
+    if not (folder / RUN_FILE).exists() or _differences(saved_inputs(folder), wanted):
+        return None
+    try:
+        return json.loads((folder / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def saved_inputs(folder: str | Path) -> dict[str, Any] | None:
@@ -198,6 +219,7 @@ def _in_current_form(saved: Any) -> Any:
         if info.get("extra") == {}:
             del info["extra"]
         info.setdefault("encode", DEFAULT_ENCODING)
+        _info_inputs(info)
     train_config = saved.get("train_config") if isinstance(saved, dict) else None
     if isinstance(train_config, dict):
         train_config.setdefault("objective", "cross_entropy")

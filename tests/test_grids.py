@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import signal
@@ -22,10 +23,13 @@ from bertnli_helpers.grids import (
     GridSpec,
     cell_recipe,
     parse_vary,
+    run_grid,
     variant_slug,
 )
 from bertnli_helpers.runs import RunInfo
 from bertnli_helpers.train import TrainConfig
+
+from conftest import TINY
 
 
 def test_vary_parses_values_and_refuses_what_cannot_vary():
@@ -223,3 +227,32 @@ def test_against_baseline_names_the_sides_and_refuses_a_side_that_did_not_learn(
     assert "batches of 512 did not learn measurably" in result.sentence(
         {"batch_size": 512}, "batches of 512", "batches of 16")
     assert len(result.sentences()) == 2
+
+
+def test_grids_sharing_a_cell_store_train_a_run_once_and_read_it_back_without_weights(
+        tmp_path, snli_dir):
+    store = tmp_path / "cells"
+
+    def spec(vary):
+        return GridSpec(RunInfo("scratch", model_config=dict(TINY)),
+                        TrainConfig(batch_size=16, epochs=1, max_steps=2, device="cpu"), vary,
+                        train_size=48, dev_size=32, data_dir=str(snli_dir), score_on="dev",
+                        cell_store=str(store))
+
+    first_spec = spec({"truncation": ("longest_first", "ratio"), "max_len": (32,)})
+    first = run_grid(first_spec, tmp_path / "a", progress=False)
+    second = run_grid(spec({"max_len": (32, 16), "truncation": ("longest_first",)}),
+                      tmp_path / "b", progress=False)
+    assert [c.reused for c in first.cells] == [False, False]
+    assert [c.reused for c in second.cells] == [True, False]  # longest_first at 32: first's
+    assert len(list(store.iterdir())) == 3
+    for weights in store.glob("*/best_model.pt"):
+        weights.unlink()  # what the course does to save disk
+    again = run_grid(first_spec, tmp_path / "a", progress=False)
+    assert [c.reused for c in again.cells] == [True, True]
+    for old, new in zip(first.cells, again.cells):
+        np.testing.assert_array_equal(old.correct, new.correct)
+        assert old.metrics == new.metrics
+    changed = run_grid(dataclasses.replace(first_spec, seeds=(1,)), tmp_path / "a",
+                       progress=False)
+    assert [c.reused for c in changed.cells] == [False, False]  # another seed: other runs

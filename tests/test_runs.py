@@ -34,6 +34,7 @@ from bertnli_helpers.runs import (
     encoding_name,
     finetune_run,
     load_finetuned,
+    run_inputs,
     split_fingerprint,
 )
 from bertnli_helpers.snli import SampleWarning, read_records
@@ -65,6 +66,15 @@ def _info(**changes) -> RunInfo:
 def _run(folder, splits, config=CONFIG, info=None, **kwargs):
     train, dev, test, _ = splits
     return finetune_run(folder, info or _info(), train, dev, test, config, **kwargs)
+
+
+def test_sizes_given_for_a_model_that_brings_its_own_do_not_tell_runs_apart(splits):
+    train, dev, test, _ = splits
+    plain = run_inputs(RunInfo("minilm"), train, dev, test, CONFIG)
+    sized = run_inputs(RunInfo("minilm", model_config=dict(TINY)), train, dev, test, CONFIG)
+    assert plain == sized and plain["info"]["model_config"] is None
+    scratch = run_inputs(_info(), train, dev, test, CONFIG)
+    assert scratch["info"]["model_config"] == dict(TINY)  # scratch is built at these sizes
 
 
 def test_split_fingerprint_follows_the_pairs(splits):
