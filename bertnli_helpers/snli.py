@@ -286,7 +286,12 @@ def _txt_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
 
 def _load(data_dir: str | os.PathLike[str] | None, split: str | bool, stacklevel: int) -> SNLISplit:
     name = _split_name(split)
-    path = find_split_file(resolve_data_dir(data_dir), name)
+    result = _parse(find_split_file(resolve_data_dir(data_dir), name), name)
+    _warn_if_sample(result, stacklevel + 1)
+    return result
+
+
+def _parse(path: Path, name: str) -> SNLISplit:
     rows = _txt_rows(path) if ".txt" in path.suffixes else jsonl_rows(path)
     records: list[SNLIRecord] = []
     dropped = 0
@@ -296,9 +301,7 @@ def _load(data_dir: str | os.PathLike[str] | None, split: str | bool, stacklevel
             dropped += 1
         else:
             records.append(record)
-    result = SNLISplit(split=name, path=path, records=records, dropped=dropped)
-    _warn_if_sample(result, stacklevel + 1)
-    return result
+    return SNLISplit(split=name, path=path, records=records, dropped=dropped)
 
 
 def _warn_if_sample(result: SNLISplit, stacklevel: int) -> None:
@@ -315,19 +318,25 @@ def _warn_if_sample(result: SNLISplit, stacklevel: int) -> None:
 
 
 def train_sample_note(data_dir: str | os.PathLike[str] | None) -> str | None:
-    """One line saying that the train file is a sample (None when it is not), from its line count.
+    """One line saying that the train file is a sample (None when it is not).
 
-    Counting lines is cheap where parsing the whole official train file is not, so a notebook
-    can say this once at the start and leave the repeated :class:`SampleWarning` out.
+    Counting lines first is cheap where parsing the whole official train file is not; only a
+    file short enough to be a sample is parsed, so the note gives the usable pairs, the count
+    every table shows. A notebook says this once at the start and leaves the repeated
+    :class:`SampleWarning` out.
     """
     path = find_split_file(resolve_data_dir(data_dir), "train")
     lines = sum(1 for _, text in numbered_lines(path) if text.strip()) - (".txt" in path.suffixes)
     official = OFFICIAL_PAIRS["train"]
     if lines >= SAMPLE_FRACTION * official:
         return None
-    return (f"Note: {path.name} holds about {lines:,} train pairs, {lines / official:.1%} of the "
-            f"official {official:,}: a sample, so models trained on it are low-resource models, "
-            "not the book's (notebook 2 explains). Said once here, not repeated below.")
+    sample = _parse(path, "train")
+    dropped = (f" (and {sample.dropped:,} without a gold label, left out)" if sample.dropped
+               else "")
+    return (f"Note: {path.name} holds {len(sample):,} usable train pairs{dropped}, "
+            f"{len(sample) / official:.1%} of the official {official:,}: a sample, so models "
+            "trained on it are low-resource models, not the book's (notebook 2 explains). Said "
+            "once here, not repeated below.")
 
 
 TXT_COLUMNS: tuple[str, ...] = ("gold_label", "sentence1_binary_parse", "sentence2_binary_parse",

@@ -111,6 +111,17 @@ def test_train_sample_warns_with_its_count(snli_dir):
     assert result.label_counts() == {"entailment": 1_806, "contradiction": 1_906, "neutral": 1_786}
 
 
+def test_train_sample_note_gives_the_usable_count_without_warning(snli_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the note replaces the warning, so it must not raise one
+        note = snli.train_sample_note(snli_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train = read_records(snli_dir, "train")
+    assert note is not None and f"holds {len(train):,} usable train pairs" in note
+    assert f"and {train.dropped:,} without a gold label" in note
+
+
 def test_sample_splits_is_each_splits_own_sample_with_one_seed(snli_dir):
     with pytest.warns(SampleWarning) as warned:
         train, dev, test = sample_splits(snli_dir, train_size=40, dev_size=30, test_size=None,
