@@ -52,10 +52,11 @@ def check(name: str, answer: Any, **given: Any) -> Verdict:
     return CHECKS[name](answer, **given)
 
 
-def expect_equal(answer: Any, expected: Any, what: str, hint: str = "") -> Verdict:
-    """The common case: the answer must equal the expected value."""
+def expect_equal(answer: Any, expected: Any, what: str, hint: str = "", *,
+                 verb: str = "is") -> Verdict:
+    """The common case: the answer must equal the expected value (``verb`` "are" for plurals)."""
     if answer == expected:
-        return Verdict(True, f"{what} is {expected!r}.")
+        return Verdict(True, f"{what} {verb} {expected!r}.")
     return Verdict(False, f"{what} should be {expected!r}, not {answer!r}." +
                    (f" {hint}" if hint else ""))
 
@@ -78,13 +79,13 @@ def embedding_share(model: Any) -> float:
 def _embedding_share(answer: float, *, model: Any) -> Verdict:
     expected = embedding_share(model)
     if abs(float(answer) - expected) <= 0.005:
-        return Verdict(True, f"the embeddings hold {expected:.1%} of the parameters.")
+        return Verdict(True, f"The embeddings hold {expected:.1%} of the parameters.")
     hint = ("Did you count only the token table? Add the position and segment tables."
             if abs(float(answer) - model.encoder.token_embedding.weight.numel() /
                    sum(p.numel() for p in model.parameters())) <= 0.005 else
             "Sum the numel() of the parameters whose names start with the embedding tables, "
             "divided by the sum over all parameters.")
-    return Verdict(False, f"the embedding share is {expected:.1%}, not {float(answer):.1%}. {hint}")
+    return Verdict(False, f"The embedding share is {expected:.1%}, not {float(answer):.1%}. {hint}")
 
 
 @register("01 packed pair")
@@ -93,12 +94,12 @@ def _packed_pair(answer: tuple[list[str], list[int]], *, tokenizer: Any, premise
     expected = tokenizer.pack_tokens(tokenizer.tokenize(premise), tokenizer.tokenize(hypothesis))
     tokens, segments = (list(part) for part in answer)
     if tokens != expected[0]:
-        return expect_equal(tokens, expected[0], "the packed tokens",
+        return expect_equal(tokens, expected[0], "The packed tokens",
                             "<cls> premise <sep> hypothesis <sep>, each side as the tokenizer "
-                            "splits it.")
-    return expect_equal(segments, expected[1], "the segment ids",
+                            "splits it.", verb="are")
+    return expect_equal(segments, expected[1], "The segment ids",
                         "0 for <cls>, the premise and its <sep>; 1 for the hypothesis and the "
-                        "last <sep>.")
+                        "last <sep>.", verb="are")
 
 
 @register("01 swapped pair")
@@ -106,7 +107,7 @@ def _swapped_pair(answer: Any, **_: Any) -> Verdict:
     expected = {"position", "segment"}
     given = {str(name).lower().removesuffix(" embedding") for name in answer}
     if given == expected:
-        return Verdict(True, "each token keeps its token row, but moves to another position "
+        return Verdict(True, "Each token keeps its token row, but moves to another position "
                              "and to the other segment.")
     why = ("A token's own row never changes: the token embedding depends only on the token. "
            if "token" in given else "")
@@ -118,7 +119,7 @@ def _swapped_pair(answer: Any, **_: Any) -> Verdict:
 def _unknown_words(answer: int, *, tokenizer: Any, text: str) -> Verdict:
     tokens = tokenizer.tokenize(tokenizer.prepare_typed(text))
     unknown = [t for t in tokens if tokenizer[t] == tokenizer.unk_id]
-    return expect_equal(int(answer), len(unknown), "the number of <unk> tokens",
+    return expect_equal(int(answer), len(unknown), "The number of <unk> tokens",
                         f"The words the vocabulary lacks are {unknown}.")
 
 
@@ -133,7 +134,7 @@ def _vocabulary_size(answer: int, *, word_counts: Any, min_freq: int) -> Verdict
     hint = (f"Count the reserved tokens too ({len(BOOK_RESERVED)} of them)."
             if int(answer) == words else
             f"Count the words seen at least {min_freq} times, plus the reserved tokens.")
-    return expect_equal(int(answer), expected, f"the vocabulary size at min_freq={min_freq}", hint)
+    return expect_equal(int(answer), expected, f"The vocabulary size at min_freq={min_freq}", hint)
 
 
 @register("02 unknown by side")
@@ -144,8 +145,9 @@ def _unknown_by_side(answer: dict[str, int], *, tokenizer: Any, premises: Any,
                    for t in tokenizer.tokenize(text))
 
     expected = {"premise": unknown(premises), "hypothesis": unknown(hypotheses)}
-    return expect_equal(dict(answer), expected, "the unknown word tokens per side",
-                        "Tokenize each side's texts and count the tokens whose id is <unk>'s.")
+    return expect_equal(dict(answer), expected, "The unknown word tokens per side",
+                        "Tokenize each side's texts and count the tokens whose id is <unk>'s.",
+                        verb="are")
 
 
 @register("02 padding share")
@@ -161,9 +163,9 @@ def _padding_share(answer: float, *, lengths: Any, batch_size: int, pool_batches
     computed = sum(lengths[b].max() * len(b) for b in batches)
     expected = float(1 - lengths.sum() / computed)
     if abs(float(answer) - expected) <= 0.001:
-        return Verdict(True, f"with pools of {pool_batches} batches, {expected:.1%} of the "
+        return Verdict(True, f"With pools of {pool_batches} batches, {expected:.1%} of the "
                              "computed positions are padding.")
-    return Verdict(False, f"the padding share is {expected:.1%}, not {float(answer):.1%}: each "
+    return Verdict(False, f"The padding share is {expected:.1%}, not {float(answer):.1%}: each "
                           "batch computes (its longest length) x (its pairs) positions; the "
                           "padding share is 1 - (sum of lengths) / (positions computed).")
 
@@ -182,7 +184,7 @@ def _truncated_pair(answer: tuple[list[str], list[str]], *, strategy: str, premi
         return Verdict(False, f"{strategy} keeps {len(p_kept) + len(h_kept)} tokens in all "
                               f"(max_len {max_len} minus {SPECIAL_TOKENS_PER_PAIR} special "
                               f"tokens), not {len(kept[0]) + len(kept[1])}.")
-    return expect_equal(kept, (p_kept, h_kept), f"what {strategy} keeps",
+    return expect_equal(kept, (p_kept, h_kept), f"What {strategy} keeps",
                         "The counts per side are right only if the sides match too: "
                         "which side loses tokens, and from which end?")
 

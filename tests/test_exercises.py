@@ -62,7 +62,7 @@ def test_01_packed_pair_and_swapped_pair():
     given = {"tokenizer": tok, "premise": "A dog runs.", "hypothesis": "An animal moves."}
     right = (["[CLS]", "a", "dog", "runs", ".", "[SEP]", "an", "animal", "moves", ".", "[SEP]"],
              [0] * 6 + [1] * 5)
-    assert check("01 packed pair", right, **given)
+    assert check("01 packed pair", right, **given).message.startswith("The segment ids are [0,")
     wrong = check("01 packed pair", (right[0], [0] * 5 + [1] * 6), **given)
     assert not wrong and "segment ids" in wrong.message
     assert check("01 swapped pair", ["segment", "position"])

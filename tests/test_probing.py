@@ -11,11 +11,16 @@ from bertnli_helpers.data import SNLIBERTDataset
 from bertnli_helpers.model import masked_mean
 from bertnli_helpers.pretrained import load_pretrained
 from bertnli_helpers.probing import (
+    NOT_COMPARED,
     POOLED_CLS,
+    ProbeResult,
+    compare_probes,
     feature_kinds,
     frozen_features,
     linear_probe,
+    overfits,
     probe_all,
+    probe_sentence,
 )
 from bertnli_helpers.snli import read_records
 
@@ -64,3 +69,36 @@ def test_minilm_pair_features_hold_the_label(minilm, snli_dir):
     probes = probe_all(bert, train, dev, ["pair", "mean"])
     assert learning_check(probes["pair"].correct, dev.encoded.labels).learned
     assert all(0 <= p.train_accuracy <= 1 for p in probes.values())
+
+
+LABELS = np.arange(400) % 3  # balanced: majority rate 1/3
+
+
+def probe(kind: str, hits: int, train_accuracy: float) -> ProbeResult:
+    correct = np.zeros(400, dtype=bool)
+    correct[:hits] = True
+    return ProbeResult(kind, correct, train_accuracy, 384, 400)
+
+
+def test_probe_sentence_never_advises_training_longer_and_reads_the_train_gap():
+    memorised = probe("cls", 150, 1.0)  # dev 0.375: at chance, train 1.0
+    check = learning_check(memorised.correct, LABELS)
+    assert not check.learned and overfits(memorised)
+    text = probe_sentence(memorised, check)
+    assert "trains longer" not in text and "more probe pairs" in text and "1.000" in text
+    blind = probe("mean", 150, 0.36)
+    text = probe_sentence(blind, learning_check(blind.correct, LABELS))
+    assert not overfits(blind) and "finds little of the label" in text
+    good = probe("pair", 240, 0.62)
+    text = probe_sentence(good, learning_check(good.correct, LABELS))
+    assert text.startswith("The probe on pair learned") and "does not memorise" in text
+
+
+def test_probes_are_compared_when_one_learned_and_table_and_sentence_agree():
+    pair, cls, mean = probe("pair", 240, 1.0), probe("cls", 150, 1.0), probe("mean", 145, 1.0)
+    one_learned = compare_probes(pair, cls, LABELS)
+    assert one_learned.verdict == "better" == one_learned.row()["verdict"]
+    assert "better than cls" in one_learned.sentence()
+    neither = compare_probes(mean, cls, LABELS, "mean", "cls")
+    assert neither.verdict == NOT_COMPARED == neither.row()["verdict"]
+    assert neither.row()["A - B"] is None and "not compared" in neither.sentence()
