@@ -21,12 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
-
-from scipy import stats
 
 from .comparison import CONFIDENCE, Comparison, LearningCheck, compare, learning_check
 from .data import SNLIBERTDataset
