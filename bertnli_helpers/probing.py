@@ -185,3 +185,19 @@ def compare_probes(a: ProbeResult, b: ProbeResult, labels: Sequence[int],
     learned = [learning_check(r.correct, labels).learned for r in (a, b)]
     comparison = compare(a.correct, b.correct, name_a, name_b) if any(learned) else None
     return ProbeComparison(name_a, name_b, a.accuracy, b.accuracy, comparison)
+
+
+def verdict_reading(comparisons: Sequence[ProbeComparison], readings: dict[str, str]) -> str:
+    """One sentence from the verdicts: the A-sides grouped by verdict, each group read by its
+    template in ``readings`` (``{kinds}`` the group, ``{were}`` its verb), so prose that explains
+    a verdict is chosen by it and cannot contradict the table."""
+    groups: dict[str, list[str]] = {}
+    for c in comparisons:
+        groups.setdefault(c.verdict, []).append(f"`{c.name_a}`")
+    parts = []
+    for verdict, kinds in groups.items():
+        listed = " and ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 1 else kinds)
+        verb = "were" if len(kinds) > 1 else "was"
+        parts.append(readings[verdict].format(kinds=listed, were=verb))
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "." if text else ""

@@ -21,6 +21,7 @@ from bertnli_helpers.probing import (
     overfits,
     probe_all,
     probe_sentence,
+    verdict_reading,
 )
 from bertnli_helpers.snli import read_records
 
@@ -102,3 +103,13 @@ def test_probes_are_compared_when_one_learned_and_table_and_sentence_agree():
     neither = compare_probes(mean, cls, LABELS, "mean", "cls")
     assert neither.verdict == NOT_COMPARED == neither.row()["verdict"]
     assert neither.row()["A - B"] is None and "not compared" in neither.sentence()
+
+
+def test_verdict_reading_groups_the_kinds_by_verdict():
+    base = probe("pooled <cls>", 150, 1.0)
+    versus = [compare_probes(probe(k, hits, 1.0), base, LABELS)
+              for k, hits in (("cls", 152), ("mean", 148), ("pair", 240))]
+    readings = {"better": "{kinds} {were} ahead", NOT_COMPARED: "{kinds} {were} not compared"}
+    expected = "`cls` and `mean` were not compared; `pair` was ahead."
+    assert verdict_reading(versus, readings) == expected
+    assert verdict_reading([], readings) == ""
