@@ -96,7 +96,10 @@ class Comparison:
         if self.verdict == WITHIN_NOISE:
             return (f"{self.name_a} against {self.name_b}: {points} ({interval}): within noise, "
                     f"so this run does not show that either is better.")
-        return f"{self.name_a} is {self.verdict} than {self.name_b}: {points} ({interval})."
+        caveat = ("" if self.n_seeds > 1 else
+                  " One training seed: the interval covers the sample of pairs, not how much a "
+                  "run with another seed would differ, so read it as a hint, not a result.")
+        return f"{self.name_a} is {self.verdict} than {self.name_b}: {points} ({interval}).{caveat}"
 
     def row(self) -> dict[str, object]:
         """The comparison as a table row (for pandas and Markdown tables)."""

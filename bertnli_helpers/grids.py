@@ -348,9 +348,12 @@ class GridResult:
         and seeds."""
         rows = []
         for variant, reference in self.one_change_pairs():
-            comparison = self.comparison(variant, reference)
+            comparison, idle = self.against(variant, reference)
             if comparison is not None:
-                rows.append(comparison.row())
+                row = comparison.row()
+                if idle:  # the same rule as the sentences: no direction read from it
+                    row["verdict"] = f"not comparable ({' and '.join(idle)} did not learn)"
+                rows.append(row)
         return pd.DataFrame(rows)
 
     def comparison(self, variant: Variant, base: Variant):
@@ -370,7 +373,12 @@ class GridResult:
                      if len(values) == 1)
 
     def label(self, variant: Variant) -> str:
-        """A variant's name in tables and sentences: only the settings that vary in the grid."""
+        """A variant's name in tables and sentences: only the settings that vary in the grid;
+        in a grid of chosen changes (``only``), just what it changes from the baseline."""
+        if self.spec.only is not None:
+            base = dict(self.spec.baseline_variant())
+            changed = tuple(item for item in variant if item[1] != base[item[0]])
+            return variant_label(changed) if changed else "baseline"
         constant = set(self.constant_settings())
         return variant_label(tuple(item for item in variant if item not in constant)) \
             if len(constant) < len(variant) else variant_label(variant)
@@ -385,11 +393,18 @@ class GridResult:
             raise GridError(f"{settings} matches {len(variants)} variants of the grid, not one")
         return np.stack([c.correct for c in sorted(cells, key=lambda c: c.seed)])
 
-    def learned(self, variant: Variant) -> bool:
-        """Whether most of a variant's seeds beat the majority-class rate measurably."""
+    def learned_seeds(self, variant: Variant) -> tuple[int, int]:
+        """``(learned, seeds)``: how many of a variant's seeds beat the majority-class rate
+        measurably, out of how many ran."""
         checks = [learning_check(c.correct, c.labels).learned
                   for c in self.cells if c.variant == variant]
-        return bool(checks) and sum(checks) * 2 > len(checks)
+        return sum(checks), len(checks)
+
+    def learned(self, variant: Variant) -> bool:
+        """Whether more than half of a variant's seeds beat the majority-class rate measurably
+        (the rule every verdict of the grid applies)."""
+        learned, seeds = self.learned_seeds(variant)
+        return seeds > 0 and learned * 2 > seeds
 
     def sentences(self) -> list[str]:
         """What the grid shows, one generated sentence per one-change pair; a comparison with
@@ -409,7 +424,12 @@ class GridResult:
         if comparison is not None:
             comparison = dataclasses.replace(comparison, name_a=names[variant],
                                              name_b=names[reference])
-        return comparison, [names[v] for v in (variant, reference) if not self.learned(v)]
+        return comparison, [f"{names[v]} ({self._learned_note(v)})"
+                            for v in (variant, reference) if not self.learned(v)]
+
+    def _learned_note(self, variant: Variant) -> str:
+        learned, seeds = self.learned_seeds(variant)
+        return f"{learned} of {seeds} seed{'s' if seeds != 1 else ''} above the majority class"
 
     def against_baseline(self, changes: dict[str, Any], name: str | None = None,
                          base_name: str | None = None):
@@ -431,8 +451,8 @@ class GridResult:
             return f"{what}: no run to compare yet."
         if idle:
             return (f"{comparison.name_a} against {comparison.name_b}: not comparable, "
-                    f"{' and '.join(idle)} did not learn measurably (accuracy not above the "
-                    "majority class); train longer.")
+                    f"{' and '.join(idle)} did not learn measurably in more than half of "
+                    "its seeds (accuracy not above the majority class); train longer.")
         return comparison.sentence()
 
     def save(self, root: Path) -> list[Path]:
@@ -444,14 +464,19 @@ class GridResult:
         return written
 
 
+COLUMN_DIGITS = {"examples/s": 1, "minutes": 2}  # decimals where 4 would be false precision
+
+
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
     """A pandas table as Markdown (numbers rounded), without an extra dependency."""
-    def cell(value: Any) -> str:
-        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    def cell(value: Any, column: str) -> str:
+        places = COLUMN_DIGITS.get(column, digits)
+        return f"{value:.{places}f}" if isinstance(value, float) else str(value)
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
-             "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
+    columns = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v, c) for v, c in zip(row, columns)) + " |"
+              for row in frame.itertuples(False)]
     return "\n".join(lines) + "\n"
 
 

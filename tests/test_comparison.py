@@ -56,6 +56,9 @@ def test_verdicts_follow_the_numbers_and_flip_with_the_sides():
     close = compare(*pairs(1500, 70, 62, 368), "ratio", "longest-first")
     assert close.verdict == WITHIN_NOISE and close.low < 0 < close.high
     assert "within noise" in close.sentence() and "better than" not in close.sentence()
+    assert "One training seed" in result.sentence()  # a direction from one seed is a hint
+    several = compare(np.stack([a, a]), np.stack([b, b]), "pretrained", "scratch")
+    assert several.verdict == BETTER and "One training seed" not in several.sentence()
 
 
 def test_seeds_add_training_noise_to_the_interval():

@@ -107,10 +107,11 @@ def test_table_and_verdicts_from_cells():
     assert list(table["variant"]) == ["lr=0.0001", "lr=0.0003", "lr=0.001"]
     assert table.loc[0, "seeds"] == 2 and table.loc[0, "learned"] == "2/2"
     verdicts = result.verdicts()
-    assert list(verdicts["verdict"]) == ["better", "worse"]
+    assert verdicts.loc[0, "verdict"] == "better"
     sentences = result.sentences()
     assert sentences[0].startswith("lr=0.0003 is better than lr=0.0001")
-    assert "lr=0.001 did not learn measurably" in sentences[1]
+    assert "lr=0.001 (0 of 2 seeds above the majority class) did not learn" in sentences[1]
+    assert verdicts.loc[1, "verdict"].startswith("not comparable (lr=0.001")
 
 
 def test_two_settings_are_compared_one_change_at_a_time():
@@ -224,9 +225,10 @@ def test_against_baseline_names_the_sides_and_refuses_a_side_that_did_not_learn(
         "the cls head", "pair", "worse", [])
     assert result.sentence({"pooling": "cls"}, "the cls head", "pair").startswith(
         "the cls head is worse than pair")
-    assert "batches of 512 did not learn measurably" in result.sentence(
-        {"batch_size": 512}, "batches of 512", "batches of 16")
+    assert "batches of 512 (0 of 1 seed above the majority class) did not learn" in \
+        result.sentence({"batch_size": 512}, "batches of 512", "batches of 16")
     assert len(result.sentences()) == 2
+    assert list(result.table()["variant"]) == ["baseline", "pooling=cls", "batch_size=512"]
 
 
 def test_grids_sharing_a_cell_store_train_a_run_once_and_read_it_back_without_weights(
