@@ -51,6 +51,7 @@ __all__ = [
     "PROB_COLUMNS",
     "SLICES",
     "BaselineConfig",
+    "ConfidenceGap",
     "HypothesisBaseline",
     "SliceSpec",
     "accuracy",
@@ -61,6 +62,7 @@ __all__ = [
     "bucket",
     "compare_calibration",
     "confidence_bins",
+    "confidence_gap",
     "confusion",
     "easy_hard_accuracy",
     "ece_from_curve",
@@ -273,6 +275,47 @@ def summary(frame: pd.DataFrame, n_bins: int = 10) -> dict[str, float]:
         "mean_confidence": float(frame["confidence"].mean()),
     }
 
+
+
+@dataclass(frozen=True)
+class ConfidenceGap:
+    """Mean confidence minus accuracy on the same pairs, with a 95% bootstrap interval over
+    pairs, and a verdict: ``over-confident`` (the interval above 0), ``under-confident`` (below
+    0) or ``within noise``."""
+
+    gap: float
+    low: float
+    high: float
+    n_pairs: int
+    verdict: str
+
+    def sentence(self, who: str = "the model") -> str:
+        """One sentence that states a direction only where the interval supports one."""
+        numbers = (f"mean confidence minus accuracy {self.gap:+.3f} (95% interval "
+                   f"{self.low:+.3f} to {self.high:+.3f}, bootstrap over {self.n_pairs:,} pairs)")
+        if self.verdict == "within noise":
+            return (f"On average {who} is neither measurably over- nor under-confident: "
+                    f"{numbers}, within noise.")
+        return f"On average {who} is **{self.verdict}**: {numbers}."
+
+
+def confidence_gap(
+    confidence: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray, *,
+    samples: int = 1000, seed: int = 0,
+) -> ConfidenceGap:
+    """How far the mean confidence is from the accuracy, and whether that is beyond the noise of
+    the pairs: a gap smaller than the sampling noise of an accuracy says no direction."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    hits = np.asarray(correct, dtype=np.float64)
+    if confidence.shape != hits.shape or confidence.ndim != 1 or confidence.size == 0:
+        raise ValueError("confidence and correct need one same non-empty length")
+    per_pair = confidence - hits
+    rng = np.random.default_rng(seed)
+    means = np.array([per_pair[rng.integers(0, per_pair.size, per_pair.size)].mean()
+                      for _ in range(samples)])
+    low, high = (float(x) for x in np.percentile(means, [2.5, 97.5]))
+    verdict = "over-confident" if low > 0 else "under-confident" if high < 0 else "within noise"
+    return ConfidenceGap(float(per_pair.mean()), low, high, int(per_pair.size), verdict)
 
 # -- comparing calibration ----------------------------------------------------------------------
 @dataclass(frozen=True)

@@ -16,19 +16,30 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Verdict:
-    """A checked answer: right or not, and a sentence that says why."""
+    """A checked answer: right or not, and a sentence that says why. ``answered`` is False
+    when there was no answer yet: then it is neither right nor wrong, and says nothing of
+    the expected value (a cell run before the student wrote anything must not give it away)."""
 
     correct: bool
     message: str
+    answered: bool = True
 
     def __bool__(self) -> bool:
         return self.correct
 
     def __str__(self) -> str:
+        if not self.answered:
+            return self.message
         return ("Right: " if self.correct else "Not yet: ") + self.message
 
     def _repr_markdown_(self) -> str:
+        if not self.answered:
+            return f"✏️ {self.message}"
         return ("✅ **Right.** " if self.correct else "❌ **Not yet.** ") + self.message
+
+
+UNANSWERED = Verdict(False, "Write your answer above (in place of `None`), then run this cell.",
+                     answered=False)
 
 
 CHECKS: dict[str, Callable[..., Verdict]] = {}
@@ -49,6 +60,8 @@ def check(name: str, answer: Any, **given: Any) -> Verdict:
     """Check ``answer`` to exercise ``name``; ``given`` is what the exercise gave the student."""
     if name not in CHECKS:
         raise KeyError(f"no check named {name!r}; known: {', '.join(sorted(CHECKS))}")
+    if answer is None:  # the exercise cell as shipped: nothing to check, nothing to reveal
+        return UNANSWERED
     return CHECKS[name](answer, **given)
 
 

@@ -36,6 +36,7 @@ from .files import atomic_write, atomic_write_json, atomic_write_text
 
 PROBS_FILE = "scored_probs.npy"  # probabilities on the split the verdicts are computed on
 GRID_FILE = "grid.json"
+FIGURE_FILE = "grid.png"
 
 
 def _parse_bool(text: str) -> bool:
@@ -455,12 +456,38 @@ class GridResult:
                     "its seeds (accuracy not above the majority class); train longer.")
         return comparison.sentence()
 
+    def cell_table(self) -> pd.DataFrame:
+        """One row per run: its settings, seed and accuracy on the scored pairs."""
+        return pd.DataFrame([{**dict(c.variant), "seed": c.seed, "accuracy": c.correct.mean()}
+                             for c in self.cells])
+
+    def figure(self):
+        """Accuracy against the last setting that varies, one line per value of the first
+        (mean and spread over seeds, each seed a dot, the majority-class rate)."""
+        from .plots import grid_accuracy
+
+        varying = [name for name, values in self.spec.vary.items() if len(values) > 1]
+        names = varying or list(self.spec.vary)
+        labels = self.cells[0].labels if self.cells else np.array([0])
+        chance = float(np.bincount(labels).max() / len(labels))
+        return grid_accuracy(self.cell_table(), x=names[-1],
+                             by=names[0] if len(names) > 1 else None,
+                             y="accuracy", chance=chance,
+                             title=f"{self.spec.score_on} accuracy by {names[-1]}")
+
     def save(self, root: Path) -> list[Path]:
-        """results.csv / results.md (the table), verdicts.csv / verdicts.md."""
+        """results.csv / results.md (the table), verdicts.csv / verdicts.md, grid.png."""
+        import matplotlib.pyplot as plt
+
         written = []
         for name, frame in (("results", self.table()), ("verdicts", self.verdicts())):
             written.append(atomic_write_text(root / f"{name}.csv", frame.to_csv(index=False)))
             written.append(atomic_write_text(root / f"{name}.md", markdown_table(frame)))
+        if self.cells:
+            fig = self.figure()
+            written.append(atomic_write(root / FIGURE_FILE,
+                                        lambda handle: fig.savefig(handle, format="png", dpi=110)))
+            plt.close(fig)
         return written
 
 

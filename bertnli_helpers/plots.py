@@ -294,3 +294,31 @@ def learning_rate_schedule(config, total_steps: int) -> Figure:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def grid_accuracy(cells: pd.DataFrame, *, x: str, by: str | None = None, y: str = "accuracy",
+                  chance: float | None = None, title: str | None = None) -> Figure:
+    """A grid's accuracy against one setting (``x``, as categories), one line per value of
+    ``by``: the mean over seeds with its spread (one standard deviation), each seed a dot, and
+    the majority-class rate as a dotted line. ``cells``: one row per run (grids'
+    ``GridResult.cell_table``)."""
+    groups = cells.groupby(by, sort=False) if by else [("all runs", cells)]
+    categories = list(dict.fromkeys(cells[x]))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(categories) + 2.5), 3.8))
+    count = len(cells[by].unique()) if by else 1
+    for k, (name, group) in enumerate(groups):
+        shift = (k - (count - 1) / 2) * 0.08  # lines side by side, not on top of each other
+        stats = group.groupby(x, sort=False)[y].agg(["mean", "std"]).reindex(categories)
+        places = np.arange(len(categories)) + shift
+        ax.errorbar(places, stats["mean"], yerr=stats["std"].fillna(0), fmt="o-", capsize=4,
+                    label=str(name))
+        seed_places = group[x].map({c: i for i, c in enumerate(categories)}) + shift
+        ax.plot(seed_places, group[y], ".", color="grey", alpha=0.6)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", label="majority class")
+    ax.set_xticks(range(len(categories)), [str(c) for c in categories])
+    ax.set(xlabel=x, ylabel=y, title=title or f"{y} by {x} (mean and sd over seeds; dots: seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(title=by, fontsize="small")
+    fig.tight_layout()
+    return fig

@@ -603,6 +603,33 @@ def pretraining_correct(
     return np.concatenate(mlm), np.concatenate(nsp)
 
 
+def masked_token_counts(examples: Sequence[PretrainExample]) -> Counter[int]:
+    """How often each token id is a masked target in ``examples`` (the words MLM is asked for)."""
+    return Counter(label for ex in examples for label in ex.mlm_labels)
+
+
+def unigram_baseline(
+    train_examples: Sequence[PretrainExample], held_out: Sequence[PretrainExample],
+) -> tuple[int, np.ndarray]:
+    """MLM's frequency baseline: always answer the token masked most often in the pretraining
+    (train) examples. Returns that token id and which held-out masked tokens it gets right, in
+    the order of :func:`pretraining_correct`'s MLM scores, so ``comparison.compare`` can pair
+    the two: a head that beats only an untrained network may have learned word frequencies."""
+    counts = masked_token_counts(train_examples)
+    if not counts:
+        raise ValueError("the training examples hold no masked token to count")
+    token = counts.most_common(1)[0][0]
+    hits = np.array([label == token for ex in held_out for label in ex.mlm_labels], dtype=bool)
+    return token, hits
+
+
+def scored_sentence(comparison: Any, unit: str) -> str:
+    """A comparison's generated sentence with its items named (``masked tokens`` for MLM, where
+    ``Comparison.sentence`` says pairs) and without its full stop, to join several in one line."""
+    return comparison.sentence().rstrip(".").replace(f"{comparison.n_pairs:,} pairs",
+                                                     f"{comparison.n_pairs:,} {unit}")
+
+
 CHECKPOINT_PARTS = {"encoder.": "encoder", "hidden.": "pooler (hidden)", "mlm.": "MLM head",
                     "nsp.": "NSP head"}
 

@@ -217,6 +217,22 @@ def test_reliability_curve_agrees_with_sklearn_on_real_predictions(frame):
     )
 
 
+
+def test_confidence_gap_states_a_direction_only_beyond_the_noise():
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.4, 1.0, 2000)
+    calibrated = rng.uniform(size=2000) < confidence  # right as often as it says
+    noise = analysis.confidence_gap(confidence, calibrated)
+    assert noise.verdict == "within noise" and noise.low < 0 < noise.high
+    assert noise.gap == pytest.approx(confidence.mean() - calibrated.mean())
+    assert "within noise" in noise.sentence() and "under-confident**" not in noise.sentence()
+    sure = analysis.confidence_gap(np.full(2000, 0.9), rng.uniform(size=2000) < 0.6)
+    assert sure.verdict == "over-confident" and sure.low > 0 and "over-confident" in sure.sentence()
+    shy = analysis.confidence_gap(np.full(2000, 0.5), rng.uniform(size=2000) < 0.8)
+    assert shy.verdict == "under-confident" and shy.high < 0 and shy.n_pairs == 2000
+    with pytest.raises(ValueError):
+        analysis.confidence_gap([0.5, 0.6], [True])
+
 # -- slices -------------------------------------------------------------------------------------
 def test_bucket_labels_and_membership():
     buckets = analysis.bucket([0, 5, 10, 11, 20, 21, 22], [0, 10, 20, 21])

@@ -30,6 +30,18 @@ def test_checks_are_found_by_name_and_names_are_unique():
     assert isinstance(Verdict(True, "ok"), Verdict)
 
 
+
+def test_an_unanswered_check_asks_for_an_answer_and_gives_nothing_away():
+    for name, given in [("04 optimizer steps", {"pairs": 1000, "batch_size": 512}),
+                        ("04 new parameters", {"hidden_size": 384, "pooling": "pair"})]:
+        verdict = check(name, None, **given)
+        assert not verdict and not verdict.answered
+        shown = str(verdict) + verdict._repr_markdown_()
+        assert "write your answer above" in shown.lower() and "run this cell" in shown
+        assert "❌" not in shown and "not None" not in shown and not any(c.isdigit() for c in shown)
+    answered = check("04 optimizer steps", 3, pairs=1000, batch_size=512)
+    assert answered.answered and "should be 2" in str(answered)  # a wrong answer still gets why
+
 # -- notebooks 01-03: each check accepts the right answer and says why a wrong one is wrong ----
 
 @pytest.fixture(scope="module")

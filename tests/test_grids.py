@@ -136,6 +136,12 @@ def test_two_settings_are_compared_one_change_at_a_time():
                                                          "max_len=32"]
     assert set(by_ratio["verdict"]) == {"better"}
     assert len(result.sentences()) == 7
+    fig = result.figure()  # accuracy by max_len, one line per strategy, a dot per seed
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "max_len" and [t.get_text() for t in ax.get_xticklabels()] == [
+        "16", "24", "32"]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == [
+        "longest_first", "majority class", "ratio"]
 
 
 def test_correct_for_stacks_one_variants_seeds_in_seed_order():
@@ -190,6 +196,7 @@ def test_a_real_grid_killed_mid_way_re_runs_nothing_that_had_finished(tmp_path, 
         ("truncation=ratio, max_len=32", "truncation=longest_first, max_len=32"),
         ("truncation=ratio, max_len=32", "truncation=ratio, max_len=16")}
     assert (out / "verdicts.md").read_text().startswith("| A | B |")
+    assert (out / "grid.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_labels_leave_out_the_settings_every_run_shares():

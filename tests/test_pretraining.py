@@ -336,3 +336,31 @@ def test_cli_pretrain_writes_a_book_zip_and_refuses_bad_input(snli_dir, tmp_path
     assert cli.main(["pretrain", "--output", str(tmp_path / "x"), "--preset", "tiny",
                      "--max-len", "4", "--data-dir", str(snli_dir)]) == 2
     assert "max_len" in capsys.readouterr().err
+
+
+def test_unigram_baseline_answers_the_most_frequent_masked_train_token(tiny_run):
+    """The baseline's token is the train examples' most frequent target, and its hits line up
+    one for one with pretraining_correct's MLM scores (so compare() pairs the right tokens)."""
+    from collections import Counter
+
+    from bertnli_helpers.pretraining import PretrainExample, unigram_baseline
+
+    def example(labels: list[int]) -> PretrainExample:
+        return PretrainExample(list(range(len(labels) + 2)), list(range(1, len(labels) + 1)),
+                               labels, [0] * (len(labels) + 2), True)
+
+    token, hits = unigram_baseline([example([7, 5]), example([7, 9, 7])],
+                                   [example([7, 3]), example([1]), example([2, 7, 7])])
+    assert token == 7
+    assert hits.tolist() == [True, False, False, False, True, True]
+    with pytest.raises(ValueError, match="no masked token"):
+        unigram_baseline([], [example([7])])
+
+    _, vocab, examples, model, _, _ = tiny_run
+    held_out = examples[:40]
+    token, hits = unigram_baseline(examples, held_out)
+    mlm, _ = pretraining_correct(model, held_out, vocab.pad_id)
+    assert hits.shape == mlm.shape
+    targets = [label for ex in held_out for label in ex.mlm_labels]
+    assert hits.mean() == pytest.approx(Counter(targets)[token] / len(targets))
+    assert token == Counter(t for ex in examples for t in ex.mlm_labels).most_common(1)[0][0]
