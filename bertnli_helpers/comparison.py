@@ -86,6 +86,9 @@ class Comparison:
     n_pairs: int
     n_seeds: int
     verdict: str
+    one_run_note: str = ("One training seed: the interval covers the sample of pairs, not how "
+                         "much a run with another seed would differ, so read it as a hint, not "
+                         "a result.")  # said after a direction read from one run per side
 
     def sentence(self) -> str:
         """One sentence that states only what the numbers support."""
@@ -96,9 +99,7 @@ class Comparison:
         if self.verdict == WITHIN_NOISE:
             return (f"{self.name_a} against {self.name_b}: {points} ({interval}): within noise, "
                     f"so this run does not show that either is better.")
-        caveat = ("" if self.n_seeds > 1 else
-                  " One training seed: the interval covers the sample of pairs, not how much a "
-                  "run with another seed would differ, so read it as a hint, not a result.")
+        caveat = f" {self.one_run_note}" if self.n_seeds == 1 and self.one_run_note else ""
         return f"{self.name_a} is {self.verdict} than {self.name_b}: {points} ({interval}).{caveat}"
 
     def row(self) -> dict[str, object]:

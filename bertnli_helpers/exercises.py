@@ -69,9 +69,16 @@ def expect_equal(answer: Any, expected: Any, what: str, hint: str = "", *,
                  verb: str = "is") -> Verdict:
     """The common case: the answer must equal the expected value (``verb`` "are" for plurals)."""
     if answer == expected:
-        return Verdict(True, f"{what} {verb} {expected!r}.")
-    return Verdict(False, f"{what} should be {expected!r}, not {answer!r}." +
+        return Verdict(True, f"{what} {verb} {_shown(expected)}.")
+    return Verdict(False, f"{what} should be {_shown(expected)}, not {_shown(answer)}." +
                    (f" {hint}" if hint else ""))
+
+
+def _shown(value: Any) -> str:
+    """A value as a student reads it: a set sorted, an empty one as 'none'."""
+    if isinstance(value, (set, frozenset)):
+        return ", ".join(map(repr, sorted(value))) if value else "none"
+    return repr(value)
 
 
 # -- notebook 01 -----------------------------------------------------------------------------------

@@ -353,7 +353,7 @@ class GridResult:
             if comparison is not None:
                 row = comparison.row()
                 if idle:  # the same rule as the sentences: no direction read from it
-                    row["verdict"] = f"not comparable ({' and '.join(idle)} did not learn)"
+                    row["verdict"] = f"not comparable ({'; '.join(idle)})"
                 rows.append(row)
         return pd.DataFrame(rows)
 
@@ -425,7 +425,7 @@ class GridResult:
         if comparison is not None:
             comparison = dataclasses.replace(comparison, name_a=names[variant],
                                              name_b=names[reference])
-        return comparison, [f"{names[v]} ({self._learned_note(v)})"
+        return comparison, [f"{names[v]} has {self._learned_note(v)}"
                             for v in (variant, reference) if not self.learned(v)]
 
     def _learned_note(self, variant: Variant) -> str:
@@ -451,9 +451,9 @@ class GridResult:
         if comparison is None:
             return f"{what}: no run to compare yet."
         if idle:
-            return (f"{comparison.name_a} against {comparison.name_b}: not comparable, "
-                    f"{' and '.join(idle)} did not learn measurably in more than half of "
-                    "its seeds (accuracy not above the majority class); train longer.")
+            return (f"{comparison.name_a} against {comparison.name_b}: not comparable. A "
+                    "verdict needs more than half of each side's seeds to beat the majority "
+                    f"class measurably, and {' and '.join(idle)}; train longer.")
         return comparison.sentence()
 
     def cell_table(self) -> pd.DataFrame:

@@ -16,6 +16,7 @@ least one of them learned; two probes at chance have nothing to rank (:func:`com
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,8 @@ from .model import POOLING_HEADS, PretrainedBERT, pooling_head
 POOLED_CLS = "pooled <cls>"
 """The pretrained pooler on the ``<cls>`` state: what the book's classifier reads."""
 NOT_COMPARED = "not compared"
+PROBE_NOTE = ("The probes are fitted once, on one sample of probe pairs: another sample would "
+              "move both, which the interval over the scored pairs does not cover.")
 """The verdict of two probes that both stayed at the majority rate."""
 
 
@@ -184,6 +187,8 @@ def compare_probes(a: ProbeResult, b: ProbeResult, labels: Sequence[int],
     name_a, name_b = name_a or a.kind, name_b or b.kind
     learned = [learning_check(r.correct, labels).learned for r in (a, b)]
     comparison = compare(a.correct, b.correct, name_a, name_b) if any(learned) else None
+    if comparison is not None:  # a probe is fitted once: no training seed to speak of
+        comparison = dataclasses.replace(comparison, one_run_note=PROBE_NOTE)
     return ProbeComparison(name_a, name_b, a.accuracy, b.accuracy, comparison)
 
 

@@ -110,7 +110,8 @@ def test_table_and_verdicts_from_cells():
     assert verdicts.loc[0, "verdict"] == "better"
     sentences = result.sentences()
     assert sentences[0].startswith("lr=0.0003 is better than lr=0.0001")
-    assert "lr=0.001 (0 of 2 seeds above the majority class) did not learn" in sentences[1]
+    assert "not comparable" in sentences[1]
+    assert "lr=0.001 has 0 of 2 seeds above the majority class" in sentences[1]
     assert verdicts.loc[1, "verdict"].startswith("not comparable (lr=0.001")
 
 
@@ -232,7 +233,7 @@ def test_against_baseline_names_the_sides_and_refuses_a_side_that_did_not_learn(
         "the cls head", "pair", "worse", [])
     assert result.sentence({"pooling": "cls"}, "the cls head", "pair").startswith(
         "the cls head is worse than pair")
-    assert "batches of 512 (0 of 1 seed above the majority class) did not learn" in \
+    assert "batches of 512 has 0 of 1 seed above the majority class" in \
         result.sentence({"batch_size": 512}, "batches of 512", "batches of 16")
     assert len(result.sentences()) == 2
     assert list(result.table()["variant"]) == ["baseline", "pooling=cls", "batch_size=512"]
