@@ -410,9 +410,12 @@ class GridResult:
     def sentences(self) -> list[str]:
         """What the grid shows, one generated sentence per one-change pair; a comparison with
         a side that did not learn says so instead of reading a direction."""
-        return [self._sentence(*self.against(variant, reference), str(variant))
-                for variant, reference in self.one_change_pairs()
-                if self.comparison(variant, reference) is not None]
+        sentences = []
+        for variant, reference in self.one_change_pairs():
+            comparison, idle = self.against(variant, reference)  # one bootstrap per pair
+            if comparison is not None:
+                sentences.append(self._sentence(comparison, idle, str(variant)))
+        return sentences
 
     def against(self, variant: Variant, reference: Variant, name: str | None = None,
                 reference_name: str | None = None):
