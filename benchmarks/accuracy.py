@@ -28,15 +28,15 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binomtest
 
-from bertnli_helpers.callbacks import ProgressBar
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.inference import predict
-from bertnli_helpers.model import POOLING_HEADS
-from bertnli_helpers.precision import PRECISIONS
-from bertnli_helpers.pretrained import suggested_pooling
-from bertnli_helpers.runs import RunInfo, finetune_run
-from bertnli_helpers.snli import resolve_data_dir, sample_splits
-from bertnli_helpers.train import preset
+from bertnli_helpers.course.callbacks import ProgressBar
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.data.snli import resolve_data_dir, sample_splits
+from bertnli_helpers.model.bert import POOLING_HEADS
+from bertnli_helpers.model.inference import predict
+from bertnli_helpers.model.precision import PRECISIONS
+from bertnli_helpers.model.pretrained import suggested_pooling
+from bertnli_helpers.train.config import preset
+from bertnli_helpers.train.runs import RunInfo, finetune_run
 
 
 def paired_comparison(correct_a: np.ndarray, correct_b: np.ndarray, *, reps: int = 10_000,

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 
-from bertnli_helpers.callbacks import ProgressBar
-from bertnli_helpers.debias import DEFAULT_METHOD, debias_study
-from bertnli_helpers.objectives import OBJECTIVES
-from bertnli_helpers.pretrained import suggested_pooling
-from bertnli_helpers.runs import RunInfo
-from bertnli_helpers.snli import resolve_data_dir, sample_splits
-from bertnli_helpers.train import preset
+from bertnli_helpers.course.callbacks import ProgressBar
+from bertnli_helpers.data.snli import resolve_data_dir, sample_splits
+from bertnli_helpers.model.pretrained import suggested_pooling
+from bertnli_helpers.study.debias import DEFAULT_METHOD, debias_study
+from bertnli_helpers.train.config import preset
+from bertnli_helpers.train.objectives import OBJECTIVES
+from bertnli_helpers.train.runs import RunInfo
 
 
 def main() -> None:

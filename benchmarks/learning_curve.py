@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
+from bertnli_helpers.data.snli import read_records, resolve_data_dir
 from bertnli_helpers.files import atomic_write_json
-from bertnli_helpers.grids import GridSpec, run_grid
-from bertnli_helpers.pretrained import suggested_pooling
-from bertnli_helpers.runs import RunInfo
-from bertnli_helpers.snli import read_records, resolve_data_dir
-from bertnli_helpers.train import preset
+from bertnli_helpers.model.pretrained import suggested_pooling
+from bertnli_helpers.study.grids import GridSpec, run_grid
+from bertnli_helpers.train.config import preset
+from bertnli_helpers.train.runs import RunInfo
 
 # The chapter's printed result: bert.small fine-tuned on all 549,367 training pairs, 5 epochs.
 BOOK_REFERENCE = {"model": "bert.small", "train_pairs": 549_367, "test_accuracy": 0.783,

@@ -266,9 +266,9 @@ def run_variant(workdir: Path, tokenizer_name: str, pipeline: str, pairs: int, m
     import numpy as np
     import torch
 
-    from bertnli_helpers.data import SNLIBERTDataset
-    from bertnli_helpers.pretrained import minilm_folder
-    from bertnli_helpers.tokenization import book_tokenizer, load_wordpiece
+    from bertnli_helpers.data.dataset import SNLIBERTDataset
+    from bertnli_helpers.data.tokenization import book_tokenizer, load_wordpiece
+    from bertnli_helpers.model.pretrained import minilm_folder
 
     idx_to_token = json.loads((workdir / "book-vocab.json").read_text())
     if tokenizer_name == "book":
@@ -341,7 +341,7 @@ def run_variant(workdir: Path, tokenizer_name: str, pipeline: str, pairs: int, m
 
 def prepare(workdir: Path, data_dir: Path) -> dict:
     """Write the real pairs in both text forms and the book's vocabulary; return their sizes."""
-    from bertnli_helpers.snli import SampleWarning, read_records
+    from bertnli_helpers.data.snli import SampleWarning, read_records
 
     records = []
     with warnings.catch_warnings():
@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_variant(args._workdir, *args._variant, args.pairs, args.max_len)))
         return 0
 
-    from bertnli_helpers.snli import resolve_data_dir
+    from bertnli_helpers.data.snli import resolve_data_dir
 
     data_dir = resolve_data_dir(args.data_dir)
     results = []

@@ -42,14 +42,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bertnli_helpers.book import import_d2l
-from bertnli_helpers.data import LengthBucketSampler, RandomBatchSampler, SNLIBERTDataset
-from bertnli_helpers.model import BERTClassifier, BertConfig
-from bertnli_helpers.optim import make_optimizer
-from bertnli_helpers.precision import autocast, native_bf16_features
-from bertnli_helpers.pretrained import load_pretrained, minilm_folder, suggested_pooling
-from bertnli_helpers.snli import read_records, resolve_data_dir
-from bertnli_helpers.train import preset
+from bertnli_helpers.data.dataset import LengthBucketSampler, RandomBatchSampler, SNLIBERTDataset
+from bertnli_helpers.data.snli import read_records, resolve_data_dir
+from bertnli_helpers.model.bert import BERTClassifier, BertConfig
+from bertnli_helpers.model.precision import autocast, native_bf16_features
+from bertnli_helpers.model.pretrained import load_pretrained, minilm_folder, suggested_pooling
+from bertnli_helpers.study.book import import_d2l
+from bertnli_helpers.train.config import preset
+from bertnli_helpers.train.optim import make_optimizer
 
 SIZES = {
     "minilm": dict(hidden=384, layers=6, heads=12, ffn=1536),

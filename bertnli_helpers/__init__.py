@@ -4,12 +4,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .data import SNLIBERTDataset
-from .inference import evaluate, predict
-from .model import BERTClassifier, BertConfig
-from .pretrained import load_pretrained, load_pretrained_model
-from .snli import read_records, read_snli
-from .train import TrainConfig, fine_tune, preset
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.data.snli import read_records, read_snli
+from bertnli_helpers.model.bert import BERTClassifier, BertConfig
+from bertnli_helpers.model.inference import evaluate, predict
+from bertnli_helpers.model.pretrained import load_pretrained, load_pretrained_model
+from bertnli_helpers.train.config import TrainConfig, preset
+from bertnli_helpers.train.loop import fine_tune
 
 __all__ = [
     "BERTClassifier",

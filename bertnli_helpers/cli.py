@@ -18,17 +18,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import hub
-from .course import PROFILES
-from .errors import BertNLIError, UsageError
-from .grids import SETTINGS
-from .model import POOLING_HEADS
-from .nli_files import LABEL_ID_ORDERS
-from .precision import PRECISIONS
-from .pretrained import NAMED_MODELS
-from .pretraining import PRESETS as PRETRAIN_PRESETS
-from .snli import SPLITS
-from .truncation import STRATEGIES
+from bertnli_helpers import hub
+from bertnli_helpers.course.runner import PROFILES
+from bertnli_helpers.data.nli_files import LABEL_ID_ORDERS
+from bertnli_helpers.data.snli import SPLITS
+from bertnli_helpers.data.truncation import STRATEGIES
+from bertnli_helpers.errors import BertNLIError, UsageError
+from bertnli_helpers.model.bert import POOLING_HEADS
+from bertnli_helpers.model.precision import PRECISIONS
+from bertnli_helpers.model.pretrained import NAMED_MODELS
+from bertnli_helpers.study.grids import SETTINGS
+from bertnli_helpers.train.pretraining import PRESETS as PRETRAIN_PRESETS
 
 EXIT_USAGE = 2
 
@@ -68,9 +68,9 @@ def cmd_download(args: argparse.Namespace) -> int:
 # -- finetune --------------------------------------------------------------------------------
 def recipe(args: argparse.Namespace):
     """The ``RunInfo`` and ``TrainConfig`` that a finetune or compare command line asks for."""
-    from .pretrained import suggested_pooling
-    from .runs import RunInfo
-    from .train import preset
+    from bertnli_helpers.model.pretrained import suggested_pooling
+    from bertnli_helpers.train.config import preset
+    from bertnli_helpers.train.runs import RunInfo
 
     changes = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "device",
                                              "max_steps", "eval_every", "checkpoint_every",
@@ -83,8 +83,8 @@ def recipe(args: argparse.Namespace):
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from .devices import resolve_device
-    from .files import run_folder_lock
+    from bertnli_helpers.devices import resolve_device
+    from bertnli_helpers.files import run_folder_lock
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -95,10 +95,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _finetune_in(out: Path, args: argparse.Namespace) -> int:
-    from .callbacks import ProgressBar
-    from .checkpoints import CHECKPOINT_FILE
-    from .runs import finetune_run, write_metrics
-    from .snli import sample_splits
+    from bertnli_helpers.course.callbacks import ProgressBar
+    from bertnli_helpers.data.snli import sample_splits
+    from bertnli_helpers.model.checkpoints import CHECKPOINT_FILE
+    from bertnli_helpers.train.runs import finetune_run, write_metrics
 
     if not args.resume and (out / "run.json").exists():
         raise UsageError(
@@ -124,8 +124,9 @@ def _finetune_in(out: Path, args: argparse.Namespace) -> int:
 
 # -- pretrain --------------------------------------------------------------------------------
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from .callbacks import ProgressBar
-    from .pretraining import (
+    from bertnli_helpers.course.callbacks import ProgressBar
+    from bertnli_helpers.data.snli import read_records
+    from bertnli_helpers.train.pretraining import (
         PRETRAIN_CHECKPOINT,
         new_pretrainer,
         prepare_pretraining,
@@ -133,7 +134,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         pretrain,
         save_pretrained,
     )
-    from .snli import read_records
 
     out = Path(args.output)
     if not args.resume and (out / PRETRAIN_CHECKPOINT).exists():
@@ -171,7 +171,14 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .grids import GridSpec, markdown_table, parse_value, parse_vary, run_grid, variant_label
+    from bertnli_helpers.study.grids import (
+        GridSpec,
+        markdown_table,
+        parse_value,
+        parse_vary,
+        run_grid,
+        variant_label,
+    )
 
     vary = parse_vary(args.vary)
     baseline = {}
@@ -210,11 +217,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if only_file:
         raise UsageError(f"{', '.join(only_file)}: only with --file (a split's accuracy has no "
                          "fields to break down and is recorded in the run's metrics.json)")
-    from .data import SNLIBERTDataset
-    from .files import run_folder_lock
-    from .inference import evaluate
-    from .runs import METRICS_FILE, load_finetuned, read_json, write_metrics
-    from .snli import read_records
+    from bertnli_helpers.data.dataset import SNLIBERTDataset
+    from bertnli_helpers.data.snli import read_records
+    from bertnli_helpers.files import run_folder_lock
+    from bertnli_helpers.model.inference import evaluate
+    from bertnli_helpers.train.runs import METRICS_FILE, load_finetuned, read_json, write_metrics
 
     net, tokenizer, info = load_finetuned(args.run, device=args.device)
     split = read_records(args.data_dir, args.split).sample(args.size, args.seed)
@@ -231,8 +238,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _say_precision(precision: str, net) -> str:
     """Print (to stderr, so stdout stays data) which arithmetic scores the pairs; the choice."""
-    from .inference import model_device
-    from .precision import describe_precision
+    from bertnli_helpers.model.inference import model_device
+    from bertnli_helpers.model.precision import describe_precision
 
     print(describe_precision(precision, model_device(net)), file=sys.stderr)
     return precision
@@ -240,7 +247,7 @@ def _say_precision(precision: str, net) -> str:
 
 def evaluate_file_command(args: argparse.Namespace) -> int:
     """``evaluate --file``: the report goes to its own file, never into the run's metrics."""
-    from .robustness import evaluate_file, report_paths, write_report
+    from bertnli_helpers.study.robustness import evaluate_file, report_paths, write_report
 
     json_path, predictions_path = report_paths(args.run, args.file, args.out, args.predictions)
     report = evaluate_file(args.run, args.file, label_ids=args.label_ids, size=args.size,
@@ -288,10 +295,10 @@ def _read_pair_file(path: Path) -> tuple[list[str], list[str]]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .data import SNLIBERTDataset
-    from .inference import predict
-    from .runs import load_finetuned
-    from .snli import LABEL_NAMES
+    from bertnli_helpers.data.dataset import SNLIBERTDataset
+    from bertnli_helpers.data.snli import LABEL_NAMES
+    from bertnli_helpers.model.inference import predict
+    from bertnli_helpers.train.runs import load_finetuned
 
     if args.file:
         premises, hypotheses = _read_pair_file(Path(args.file))
@@ -318,9 +325,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # -- truncation-report -----------------------------------------------------------------------
 def cmd_truncation_report(args: argparse.Namespace) -> int:
-    from .pretrained import load_pretrained
-    from .snli import read_records
-    from .truncation import truncation_summary
+    from bertnli_helpers.data.snli import read_records
+    from bertnli_helpers.data.truncation import truncation_summary
+    from bertnli_helpers.model.pretrained import load_pretrained
 
     _, tokenizer = load_pretrained(args.model, device="cpu")
     split = read_records(args.data_dir, args.split).sample(args.size, args.seed)
@@ -338,7 +345,7 @@ def cmd_truncation_report(args: argparse.Namespace) -> int:
 
 # -- course ----------------------------------------------------------------------------------
 def cmd_course(args: argparse.Namespace) -> int:
-    from .course import course_notebooks, run_course
+    from bertnli_helpers.course.runner import course_notebooks, run_course
 
     try:
         course_notebooks(args.notebooks)  # an unknown name: refused before any folder is made

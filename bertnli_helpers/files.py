@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import FolderLockedError
+from bertnli_helpers.errors import FolderLockedError
 
 try:
     import fcntl

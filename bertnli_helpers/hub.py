@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import (
+from bertnli_helpers.errors import (
     ChecksumError,
     CorruptArchiveError,
     DownloadError,
     UnknownResourceError,
     UnsafeArchiveError,
 )
-from .progress import progress_bar
+from bertnli_helpers.progress import progress_bar
 
 __all__ = [
     "CACHE_ENV",

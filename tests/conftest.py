@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bertnli_helpers.book import import_d2l
-from bertnli_helpers.snli import read_snli
+from bertnli_helpers.data.snli import read_snli
+from bertnli_helpers.study.book import import_d2l
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_SNLI = REPO_ROOT.parent / "shared" / "data" / "snli"
@@ -109,7 +109,7 @@ def d2l():
 def tiny_course(snli_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """The whole course run once in the tiny profile (real SNLI, a real kernel): its output folder
     and summary, shared by the notebook tests and the browser tests of its pages."""
-    from bertnli_helpers.course import run_course
+    from bertnli_helpers.course.runner import run_course
 
     out = tmp_path_factory.mktemp("course")
     summary = run_course(profile="tiny", output=out, data_dir=str(snli_dir), device="cpu")

@@ -12,13 +12,14 @@ import torch
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import f1_score
 
-from bertnli_helpers import analysis
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.inference import predict
-from bertnli_helpers.model import BERTClassifier, BertConfig
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.snli import LABEL_NAMES, SampleWarning, read_records
-from bertnli_helpers.train import TrainConfig, fine_tune
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.data.snli import LABEL_NAMES, SampleWarning, read_records
+from bertnli_helpers.model.bert import BERTClassifier, BertConfig
+from bertnli_helpers.model.inference import predict
+from bertnli_helpers.model.pretrained import load_pretrained
+from bertnli_helpers.study import analysis
+from bertnli_helpers.train.config import TrainConfig
+from bertnli_helpers.train.loop import fine_tune
 
 from conftest import TINY
 

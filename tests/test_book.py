@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bertnli_helpers import book
+from bertnli_helpers.study import book
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def run_python(code: str, *extra_path: Path) -> str:
 def test_the_stand_in_leaves_nothing_behind_for_transformers():
     out = run_python("""
         import importlib.util, sys
-        from bertnli_helpers.book import import_d2l
+        from bertnli_helpers.study.book import import_d2l
         d2l = import_d2l()
         assert hasattr(d2l, "BERTModel") and hasattr(d2l, "get_tokens_and_segments")
         assert "torchvision" not in sys.modules and "torchvision.transforms" not in sys.modules
@@ -54,7 +54,7 @@ def test_a_real_torchvision_is_never_replaced(tmp_path):
     (fake_site / "torchvision" / "transforms.py").write_text("")
     out = run_python("""
         import importlib.util
-        from bertnli_helpers.book import import_d2l
+        from bertnli_helpers.study.book import import_d2l
         d2l = import_d2l()
         assert d2l.torchvision.REAL
         print(importlib.util.find_spec("torchvision").origin)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bertnli_helpers.book_step import BookClassifier, one_step_each, write_book_checkpoint
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.model import BERTClassifier
-from bertnli_helpers.parameters import parameter_table, unused_book_heads
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.snli import read_records
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.data.snli import read_records
+from bertnli_helpers.model.bert import BERTClassifier
+from bertnli_helpers.model.pretrained import load_pretrained
+from bertnli_helpers.study.book_step import BookClassifier, one_step_each, write_book_checkpoint
+from bertnli_helpers.study.parameters import parameter_table, unused_book_heads
 
 
 def test_one_step_of_the_book_and_of_ours_agree_on_real_pairs(d2l, snli_dir, tmp_path):

@@ -24,11 +24,12 @@ WAIT_MS = 120_000  # kernel start and the first cell on two busy cores
 
 SETUP = """\
 import torch
-from bertnli_helpers import analysis, widgets
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.model import BERTClassifier, BertConfig
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.snli import read_records
+from bertnli_helpers.study import analysis
+from bertnli_helpers.course import widgets
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.model.bert import BERTClassifier, BertConfig
+from bertnli_helpers.model.pretrained import load_pretrained
+from bertnli_helpers.data.snli import read_records
 
 torch.manual_seed(0)
 bert, tokenizer = load_pretrained("scratch", config=BertConfig(**{tiny}))
@@ -200,9 +201,9 @@ def _same_model_playground(premise: str | None = None, hypothesis: str | None = 
     """The notebook's playground, built the same way in this process: what the page must show."""
     import torch
 
-    from bertnli_helpers import widgets
-    from bertnli_helpers.model import BERTClassifier, BertConfig
-    from bertnli_helpers.pretrained import load_pretrained
+    from bertnli_helpers.course import widgets
+    from bertnli_helpers.model.bert import BERTClassifier, BertConfig
+    from bertnli_helpers.model.pretrained import load_pretrained
 
     torch.manual_seed(0)
     bert, tokenizer = load_pretrained("scratch", config=BertConfig(**TINY))

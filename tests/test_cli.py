@@ -14,11 +14,11 @@ import pytest
 
 from bertnli_helpers import hub
 from bertnli_helpers.cli import build_parser
-from bertnli_helpers.course import PROFILES
-from bertnli_helpers.model import POOLING_HEADS
-from bertnli_helpers.pretrained import NAMED_MODELS
-from bertnli_helpers.snli import SPLITS
-from bertnli_helpers.truncation import STRATEGIES
+from bertnli_helpers.course.runner import PROFILES
+from bertnli_helpers.data.snli import SPLITS
+from bertnli_helpers.data.truncation import STRATEGIES
+from bertnli_helpers.model.bert import POOLING_HEADS
+from bertnli_helpers.model.pretrained import NAMED_MODELS
 
 
 def bertnli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
@@ -157,7 +157,7 @@ def run_copy(finished_run, tmp_path):
 
 def minilm_copy(folder: Path, **config_changes) -> Path:
     """A Hugging Face folder like minilm's (the 90 MB weights linked, not copied)."""
-    from bertnli_helpers.pretrained import minilm_folder
+    from bertnli_helpers.model.pretrained import minilm_folder
 
     source = minilm_folder()
     folder.mkdir()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bertnli_helpers.comparison import (
+from bertnli_helpers.study.comparison import (
     BETTER,
     WITHIN_NOISE,
     WORSE,
@@ -93,7 +93,7 @@ def test_correct_mask_reads_probabilities_or_labels():
 
 
 def test_compare_groups_is_unpaired_and_calls_a_clear_gap():
-    from bertnli_helpers.comparison import compare_groups
+    from bertnli_helpers.study.comparison import compare_groups
 
     rng = np.random.default_rng(0)
     easy, hard = rng.random(400) < 0.9, rng.random(300) < 0.6

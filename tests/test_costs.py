@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from bertnli_helpers.costs import (
+from bertnli_helpers.model.bert import BertConfig, PretrainedBERT, count_parameters
+from bertnli_helpers.study.costs import (
     estimate_training,
     layer_parameters,
     parameter_count,
     training_flops,
 )
-from bertnli_helpers.model import BertConfig, PretrainedBERT, count_parameters
 
 
 @pytest.mark.parametrize("flavour", ["book", "hf"])

@@ -6,8 +6,13 @@ import warnings
 
 import nbformat
 
-from bertnli_helpers.course import execute_notebook, setup_notebook
-from bertnli_helpers.snli import SampleWarning, read_records, train_sample_note, write_official_txt
+from bertnli_helpers.course.runner import execute_notebook, setup_notebook
+from bertnli_helpers.data.snli import (
+    SampleWarning,
+    read_records,
+    train_sample_note,
+    write_official_txt,
+)
 
 
 def test_setup_says_once_that_train_is_a_sample_and_then_stays_quiet(snli_dir, tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bertnli_helpers.curves import describe_history, dev_noise
+from bertnli_helpers.study.curves import describe_history, dev_noise
 
 
 def record(epoch, train, dev, dev_loss=0.8):

@@ -11,15 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from bertnli_helpers import data, truncation
-from bertnli_helpers.data import (
-    LengthBucketSampler,
-    RandomBatchSampler,
-    SNLIBERTDataset,
-)
-from bertnli_helpers.pretrained import minilm_folder
-from bertnli_helpers.snli import SNLISplit, read_records
-from bertnli_helpers.tokenization import book_tokenizer, load_wordpiece
+from bertnli_helpers.data import dataset as data
+from bertnli_helpers.data import truncation
+from bertnli_helpers.data.dataset import LengthBucketSampler, RandomBatchSampler, SNLIBERTDataset
+from bertnli_helpers.data.snli import SNLISplit, read_records
+from bertnli_helpers.data.tokenization import book_tokenizer, load_wordpiece
+from bertnli_helpers.model.pretrained import minilm_folder
 
 from conftest import DEV_PAIRS as N_PAIRS
 

@@ -14,17 +14,18 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import StratifiedKFold
 
-from bertnli_helpers.analysis import (
+from bertnli_helpers.data.snli import SampleWarning, read_records
+from bertnli_helpers.study.analysis import (
     baseline_pipeline,
     compare_calibration,
     expected_calibration_error,
     fit_hypothesis_baseline,
 )
-from bertnli_helpers.debias import PLAIN, bias_expert_probs, debias_study
-from bertnli_helpers.objectives import OBJECTIVES
-from bertnli_helpers.runs import RunInfo, finetune_run
-from bertnli_helpers.snli import SampleWarning, read_records
-from bertnli_helpers.train import Callback, TrainConfig, batch_loss
+from bertnli_helpers.study.debias import PLAIN, bias_expert_probs, debias_study
+from bertnli_helpers.train.config import TrainConfig
+from bertnli_helpers.train.loop import Callback, batch_loss
+from bertnli_helpers.train.objectives import OBJECTIVES
+from bertnli_helpers.train.runs import RunInfo, finetune_run
 
 from conftest import TINY
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bertnli_helpers.exercises import CHECKS, Verdict, check, expect_equal, register
+from bertnli_helpers.course.exercises import CHECKS, Verdict, check, expect_equal, register
 
 
 def test_expect_equal_says_what_and_why():
@@ -46,8 +46,8 @@ def test_an_unanswered_check_asks_for_an_answer_and_gives_nothing_away():
 
 @pytest.fixture(scope="module")
 def book_vocab(snli_dir):
-    from bertnli_helpers.snli import read_records
-    from bertnli_helpers.tokenization import book_word_counts, build_book_vocab
+    from bertnli_helpers.data.snli import read_records
+    from bertnli_helpers.data.tokenization import book_word_counts, build_book_vocab
 
     premises, hypotheses, _ = read_records(snli_dir, "train").triple("book")
     counts = book_word_counts(premises + hypotheses)
@@ -55,8 +55,8 @@ def book_vocab(snli_dir):
 
 
 def test_01_embedding_share_counts_every_embedding_table():
-    from bertnli_helpers.exercises import embedding_share
-    from bertnli_helpers.pretrained import load_pretrained
+    from bertnli_helpers.course.exercises import embedding_share
+    from bertnli_helpers.model.pretrained import load_pretrained
 
     bert, _ = load_pretrained("scratch")
     share = embedding_share(bert)
@@ -68,7 +68,7 @@ def test_01_embedding_share_counts_every_embedding_table():
 
 
 def test_01_packed_pair_and_swapped_pair():
-    from bertnli_helpers.pretrained import load_pretrained
+    from bertnli_helpers.model.pretrained import load_pretrained
 
     _, tok = load_pretrained("minilm")
     given = {"tokenizer": tok, "premise": "A dog runs.", "hypothesis": "An animal moves."}
@@ -91,7 +91,7 @@ def test_01_unknown_words(book_vocab):
 
 
 def test_02_vocabulary_size_unknown_by_side_and_padding(book_vocab):
-    from bertnli_helpers.tokenization import BOOK_RESERVED
+    from bertnli_helpers.data.tokenization import BOOK_RESERVED
 
     counts, vocab = book_vocab
     words = sum(c >= 10 for c in counts.values())
@@ -185,8 +185,8 @@ def test_06_strategies_that_keep_the_hypothesis():
 
 
 def test_06_training_pflop():
-    from bertnli_helpers.costs import training_flops
-    from bertnli_helpers.model import BertConfig
+    from bertnli_helpers.model.bert import BertConfig
+    from bertnli_helpers.study.costs import training_flops
 
     config = BertConfig(vocab_size=30522, hidden_size=768, num_layers=12, num_heads=12,
                         ffn_size=3072)

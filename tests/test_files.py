@@ -7,7 +7,12 @@ import stat
 
 import pytest
 
-from bertnli_helpers.files import atomic_write, atomic_write_json, remove_stale_temps, temp_path_for
+from bertnli_helpers.files import (
+    atomic_write,
+    atomic_write_json,
+    remove_stale_temps,
+    temp_path_for,
+)
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from bertnli_helpers.errors import GridError
-from bertnli_helpers.grids import (
+from bertnli_helpers.study.grids import (
     SETTINGS,
     CellResult,
     GridResult,
@@ -26,8 +26,8 @@ from bertnli_helpers.grids import (
     run_grid,
     variant_slug,
 )
-from bertnli_helpers.runs import RunInfo
-from bertnli_helpers.train import TrainConfig
+from bertnli_helpers.train.config import TrainConfig
+from bertnli_helpers.train.runs import RunInfo
 
 from conftest import TINY
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bertnli_helpers.errors import InputTooLongError
-from bertnli_helpers.model import (
+from bertnli_helpers.model.bert import (
     POOLING_HEADS,
     BERTClassifier,
     BertConfig,
@@ -51,7 +51,7 @@ def test_attention_maps_are_distributions_that_ignore_padding(flavour):
     assert maps[:, 1, :, :, 6:].abs().max() == 0  # padded keys get no attention
     # the explicit-softmax path gives the same hidden states as the fused kernel
     x = model.encoder.embed(tokens, segments)
-    from bertnli_helpers.model import padding_mask
+    from bertnli_helpers.model.bert import padding_mask
 
     mask = padding_mask(valid, 10)
     fused, _ = model.encoder.blocks[0](x, mask)

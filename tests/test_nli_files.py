@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bertnli_helpers.data.nli_files import read_nli_file, two_class_names, write_nli_file
+from bertnli_helpers.data.snli import SampleWarning, read_records
+from bertnli_helpers.data.tokenization import book_tokenizer as book_tokenizer_of
 from bertnli_helpers.errors import DataFormatError
-from bertnli_helpers.nli_files import read_nli_file, two_class_names, write_nli_file
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.snli import SampleWarning, read_records
-from bertnli_helpers.tokenization import book_tokenizer as book_tokenizer_of
+from bertnli_helpers.model.pretrained import load_pretrained
 
 MNLI_TXT_COLUMNS = ("gold_label", "sentence1_binary_parse", "sentence2_binary_parse",
                     "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "promptID",

@@ -8,8 +8,7 @@ import re
 import nbformat
 import pytest
 
-from bertnli_helpers.checkpoints import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
-from bertnli_helpers.course import (
+from bertnli_helpers.course.runner import (
     MAIN_RUN_PREFIX,
     NOTEBOOK_DIR,
     RUNS_DIR,
@@ -19,6 +18,7 @@ from bertnli_helpers.course import (
     read_results,
     summary_table,
 )
+from bertnli_helpers.model.checkpoints import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
 
 EXPECTED = ["01_pretrained_bert", "02_snli_dataset", "03_truncation", "04_fine_tuning",
             "05_error_analysis", "06_exercises", "07_pretraining"]
@@ -125,7 +125,7 @@ def test_only_the_main_run_keeps_its_weights_after_the_course(tiny_course):
 
 
 def test_notebook_context_train_config_lets_the_notebook_override_anything(snli_dir, tmp_path):
-    from bertnli_helpers.course import setup_notebook
+    from bertnli_helpers.course.runner import setup_notebook
 
     ctx = setup_notebook("04_fine_tuning", profile="tiny", data_dir=str(snli_dir), device="cpu",
                          output_dir=str(tmp_path))
@@ -138,7 +138,7 @@ def test_notebook_context_train_config_lets_the_notebook_override_anything(snli_
 
 
 def test_notebook_context_builds_runs_with_the_pooling_that_suits_the_model(snli_dir, tmp_path):
-    from bertnli_helpers.course import setup_notebook
+    from bertnli_helpers.course.runner import setup_notebook
 
     ctx = setup_notebook("04_fine_tuning", profile="tiny", data_dir=str(snli_dir), device="cpu",
                          output_dir=str(tmp_path))
@@ -151,7 +151,7 @@ def test_notebook_context_builds_runs_with_the_pooling_that_suits_the_model(snli
 
 
 def test_summary_table_keeps_small_rates_readable():
-    from bertnli_helpers.course import summary_table
+    from bertnli_helpers.course.runner import summary_table
 
     table = summary_table([{"notebook": "06_exercises", "seconds": 3.0, "status": "ok",
                             "key numbers": {"best_lr": 1e-4, "dev_accuracy": 0.52149}}])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from bertnli_helpers.model import BERTClassifier, BertConfig, PretrainedBERT, count_parameters
-from bertnli_helpers.parameters import (
+from bertnli_helpers.model.bert import BERTClassifier, BertConfig, PretrainedBERT, count_parameters
+from bertnli_helpers.study.parameters import (
     gradient_table,
     new_parameter_count,
     parameter_table,

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from bertnli_helpers import analysis, plots
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.model import BERTClassifier, BertConfig
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.snli import LABEL_NAMES, SampleWarning, read_records
-from bertnli_helpers.truncation import STRATEGIES, truncation_summary
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.data.snli import LABEL_NAMES, SampleWarning, read_records
+from bertnli_helpers.data.truncation import STRATEGIES, truncation_summary
+from bertnli_helpers.model.bert import BERTClassifier, BertConfig
+from bertnli_helpers.model.pretrained import load_pretrained
+from bertnli_helpers.study import analysis, plots
 
 from conftest import TINY
 
@@ -218,8 +218,8 @@ def test_strategy_comparison_sorts_x_and_checks_columns():
 
 
 def test_comparison_bars_and_learning_rate_schedule():
-    from bertnli_helpers.plots import comparison_bars, learning_rate_schedule
-    from bertnli_helpers.train import preset
+    from bertnli_helpers.study.plots import comparison_bars, learning_rate_schedule
+    from bertnli_helpers.train.config import preset
 
     fig = comparison_bars({"book recipe": 0.61, "tuned recipe": 0.74}, ylabel="dev accuracy")
     ax = fig.axes[0]

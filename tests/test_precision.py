@@ -9,12 +9,14 @@ import os
 import pytest
 import torch
 
-from bertnli_helpers import course, precision
 from bertnli_helpers.cli import build_parser
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.inference import evaluate, predict
-from bertnli_helpers.model import BERTClassifier, BertConfig
-from bertnli_helpers.precision import (
+from bertnli_helpers.course import runner as course
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.data.snli import read_records
+from bertnli_helpers.model import precision
+from bertnli_helpers.model.bert import BERTClassifier, BertConfig
+from bertnli_helpers.model.inference import evaluate, predict
+from bertnli_helpers.model.precision import (
     PRECISION_ENV,
     autocast_dtype,
     cpuinfo_flags,
@@ -22,11 +24,11 @@ from bertnli_helpers.precision import (
     precision_override,
     resolve_precision,
 )
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.runs import INPUTS_FILE, METRICS_FILE, RunInfo, finetune_run
-from bertnli_helpers.snli import read_records
-from bertnli_helpers.throughput import measure_throughput
-from bertnli_helpers.train import CONFIG_FILE, TrainConfig, fine_tune
+from bertnli_helpers.model.pretrained import load_pretrained
+from bertnli_helpers.study.throughput import measure_throughput
+from bertnli_helpers.train.config import TrainConfig
+from bertnli_helpers.train.loop import CONFIG_FILE, fine_tune
+from bertnli_helpers.train.runs import INPUTS_FILE, METRICS_FILE, RunInfo, finetune_run
 
 CPU = torch.device("cpu")
 TINY = dict(vocab_size=30522, hidden_size=32, num_layers=1, num_heads=2, ffn_size=64, max_len=64,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from bertnli_helpers import hub
+from bertnli_helpers.data.snli import read_snli
 from bertnli_helpers.errors import (
     CheckpointError,
     CheckpointMismatchError,
@@ -19,8 +20,8 @@ from bertnli_helpers.errors import (
     PretrainedLoadError,
     VocabularyError,
 )
-from bertnli_helpers.model import BertConfig
-from bertnli_helpers.pretrained import (
+from bertnli_helpers.model.bert import BertConfig
+from bertnli_helpers.model.pretrained import (
     FOLDER_FORMATS,
     NAMED_MODELS,
     FolderFormat,
@@ -32,7 +33,6 @@ from bertnli_helpers.pretrained import (
     model_format,
     scratch_model,
 )
-from bertnli_helpers.snli import read_snli
 
 BOOK_RESERVED = ["<pad>", "<mask>", "<cls>", "<sep>"]
 
@@ -252,7 +252,7 @@ def test_asking_for_a_missing_gpu_is_an_error_not_a_fallback():
 
 
 def test_suggested_pooling_follows_how_the_model_was_pretrained(tmp_path):
-    from bertnli_helpers.pretrained import suggested_pooling
+    from bertnli_helpers.model.pretrained import suggested_pooling
 
     assert suggested_pooling("minilm") == "pair"  # a Sentence-Transformers mean-pooling model
     assert suggested_pooling("bert.small") == "cls"  # the book's: decided without downloading

@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from bertnli_helpers import cli
+from bertnli_helpers.data.tokenization import BOOK_RESERVED, book_tokenizer
 from bertnli_helpers.errors import CheckpointError
-from bertnli_helpers.model import BERTClassifier
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.pretraining import (
+from bertnli_helpers.model.bert import BERTClassifier
+from bertnli_helpers.model.pretrained import load_pretrained
+from bertnli_helpers.train.pretraining import (
     PRETRAIN_CHECKPOINT,
     checkpoint_usage,
     collate,
@@ -30,7 +31,6 @@ from bertnli_helpers.pretraining import (
     pretraining_losses,
     save_pretrained,
 )
-from bertnli_helpers.tokenization import BOOK_RESERVED, book_tokenizer
 
 D2L_RESERVED = ["<pad>", "<mask>", "<cls>", "<sep>"]
 
@@ -153,8 +153,8 @@ def test_vocabulary_keeps_the_words_the_book_keeps(d2l, snli_dir):
     """The pretraining vocabulary is tokenization.build_book_vocab over the train sentences."""
     from collections import Counter
 
-    from bertnli_helpers.pretraining import prepare_pretraining, snli_paragraphs
-    from bertnli_helpers.snli import read_records
+    from bertnli_helpers.data.snli import read_records
+    from bertnli_helpers.train.pretraining import prepare_pretraining, snli_paragraphs
 
     config = preset("tiny", train_size=500)
     train = read_records(snli_dir, "train")
@@ -172,8 +172,8 @@ def test_vocabulary_keeps_the_words_the_book_keeps(d2l, snli_dir):
 @pytest.fixture(scope="module")
 def tiny_run(snli_dir, tmp_path_factory):
     """A tiny pretraining on real train sentences, saved in the book's format."""
-    from bertnli_helpers.pretraining import prepare_pretraining
-    from bertnli_helpers.snli import read_records
+    from bertnli_helpers.data.snli import read_records
+    from bertnli_helpers.train.pretraining import prepare_pretraining
 
     config = preset("tiny", steps=6, device="cpu")
     vocab, examples = prepare_pretraining(read_records(snli_dir, "train"), config)
@@ -302,9 +302,9 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_run, tmp_path):
 
 def test_pretraining_learns_the_masked_words(snli_dir):
     """A few dozen steps on real train sentences beat the untrained model on held-out dev ones."""
-    from bertnli_helpers.comparison import compare
-    from bertnli_helpers.pretraining import prepare_pretraining, snli_paragraphs
-    from bertnli_helpers.snli import read_records
+    from bertnli_helpers.data.snli import read_records
+    from bertnli_helpers.study.comparison import compare
+    from bertnli_helpers.train.pretraining import prepare_pretraining, snli_paragraphs
 
     config = preset("tiny", train_size=1500, steps=30, lr=3e-3, device="cpu")
     vocab, examples = prepare_pretraining(read_records(snli_dir, "train"), config)
@@ -343,7 +343,7 @@ def test_unigram_baseline_answers_the_most_frequent_masked_train_token(tiny_run)
     one for one with pretraining_correct's MLM scores (so compare() pairs the right tokens)."""
     from collections import Counter
 
-    from bertnli_helpers.pretraining import PretrainExample, unigram_baseline
+    from bertnli_helpers.train.pretraining import PretrainExample, unigram_baseline
 
     def example(labels: list[int]) -> PretrainExample:
         return PretrainExample(list(range(len(labels) + 2)), list(range(1, len(labels) + 1)),

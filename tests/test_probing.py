@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from bertnli_helpers.comparison import learning_check
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.model import masked_mean
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.probing import (
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.data.snli import read_records
+from bertnli_helpers.model.bert import masked_mean
+from bertnli_helpers.model.pretrained import load_pretrained
+from bertnli_helpers.study.comparison import learning_check
+from bertnli_helpers.study.probing import (
     NOT_COMPARED,
     POOLED_CLS,
     ProbeResult,
@@ -23,7 +24,6 @@ from bertnli_helpers.probing import (
     probe_sentence,
     verdict_reading,
 )
-from bertnli_helpers.snli import read_records
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 from test_nli_files import multinli_rows, snli_rows, write_jsonl, write_snli_txt
 
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.inference import evaluate
-from bertnli_helpers.nli_files import read_nli_file
-from bertnli_helpers.robustness import evaluate_file, report_paths, score_file, write_report
-from bertnli_helpers.runs import RunInfo, finetune_run, load_finetuned
-from bertnli_helpers.snli import SampleWarning, read_records
-from bertnli_helpers.train import TrainConfig
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.data.nli_files import read_nli_file
+from bertnli_helpers.data.snli import SampleWarning, read_records
+from bertnli_helpers.model.inference import evaluate
+from bertnli_helpers.study.robustness import evaluate_file, report_paths, score_file, write_report
+from bertnli_helpers.train.config import TrainConfig
+from bertnli_helpers.train.runs import RunInfo, finetune_run, load_finetuned
 
 from conftest import TINY
 

@@ -17,16 +17,19 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bertnli_helpers.analysis import hypothesis_only_dataset
-from bertnli_helpers.checkpoints import (
+from bertnli_helpers.data.snli import SampleWarning, read_records
+from bertnli_helpers.errors import CheckpointError, EmptySplitError, FolderLockedError
+from bertnli_helpers.files import run_folder_lock
+from bertnli_helpers.model.checkpoints import (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
     HISTORY_FILE,
 )
-from bertnli_helpers.errors import CheckpointError, EmptySplitError, FolderLockedError
-from bertnli_helpers.files import run_folder_lock
-from bertnli_helpers.runs import (
+from bertnli_helpers.study.analysis import hypothesis_only_dataset
+from bertnli_helpers.train.config import TrainConfig
+from bertnli_helpers.train.loop import Callback
+from bertnli_helpers.train.runs import (
     INPUTS_FILE,
     METRICS_FILE,
     RUN_FILE,
@@ -37,8 +40,6 @@ from bertnli_helpers.runs import (
     run_inputs,
     split_fingerprint,
 )
-from bertnli_helpers.snli import SampleWarning, read_records
-from bertnli_helpers.train import Callback, TrainConfig
 
 from conftest import TINY
 
@@ -163,7 +164,7 @@ def test_a_hypothesis_only_run_is_its_own_run_with_its_own_fingerprint(tmp_path,
 
 def test_an_encoding_needs_a_name_the_fingerprint_can_record(tmp_path, splits):
     assert encoding_name(hypothesis_only_dataset) == (
-        "bertnli_helpers.analysis.hypothesis_only_dataset")
+        "bertnli_helpers.study.analysis.hypothesis_only_dataset")
     with pytest.raises(ValueError, match="module-level function"):
         _run(tmp_path, splits, encode=lambda *args, **kwargs: hypothesis_only_dataset(*args))
     assert not list(tmp_path.iterdir())  # refused before anything was written

@@ -10,10 +10,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from bertnli_helpers import site
-from bertnli_helpers.checkpoints import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
 from bertnli_helpers.cli import build_parser
-from bertnli_helpers.course import MAIN_RUN_PREFIX, RUNS_DIR, drop_run_weights, folder_size
+from bertnli_helpers.course import site
+from bertnli_helpers.course.runner import MAIN_RUN_PREFIX, RUNS_DIR, drop_run_weights, folder_size
+from bertnli_helpers.model.checkpoints import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
 
 VENDORED_SHA256 = "8f6d2d3f856d8595d1841dec3019d99bbe74d331f2a5178c2a33bfec729e3d6a"
 # What the stock nbconvert page fetches: require.js and MathJax from cdnjs, the widget manager

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bertnli_helpers import snli
+from bertnli_helpers.data import snli
+from bertnli_helpers.data.snli import SampleWarning, read_records, read_snli, sample_splits
 from bertnli_helpers.errors import DataFormatError
-from bertnli_helpers.snli import SampleWarning, read_records, read_snli, sample_splits
 
 TXT_COLUMNS = [
     "gold_label",

@@ -7,12 +7,12 @@ import warnings
 import pytest
 import torch
 
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.model import BERTClassifier, BertConfig
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.snli import SampleWarning, read_records
-from bertnli_helpers.throughput import compare_speeds, interleaved_throughput
-from bertnli_helpers.train import TrainConfig
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.data.snli import SampleWarning, read_records
+from bertnli_helpers.model.bert import BERTClassifier, BertConfig
+from bertnli_helpers.model.pretrained import load_pretrained
+from bertnli_helpers.study.throughput import compare_speeds, interleaved_throughput
+from bertnli_helpers.train.config import TrainConfig
 
 
 def test_compare_speeds_calls_a_steady_gap_and_not_a_noisy_one():

@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from bertnli_helpers.errors import VocabularyError
-from bertnli_helpers.pretrained import minilm_folder
-from bertnli_helpers.tokenization import (
+from bertnli_helpers.data.tokenization import (
     BOOK_RESERVED,
     book_word_counts,
     build_book_vocab,
     load_book_vocab,
     load_wordpiece,
 )
+from bertnli_helpers.errors import VocabularyError
+from bertnli_helpers.model.pretrained import minilm_folder
 
 
 def test_book_tokenizer_matches_the_books_vocab_and_split(d2l, dev_book, tmp_path):

@@ -15,21 +15,22 @@ import numpy as np
 import pytest
 import torch
 
-from bertnli_helpers.checkpoints import (
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.data.snli import read_records
+from bertnli_helpers.errors import CheckpointError
+from bertnli_helpers.files import KILL_AT_WRITE_ENV
+from bertnli_helpers.model.bert import BERTClassifier, BertConfig
+from bertnli_helpers.model.checkpoints import (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
     HISTORY_FILE,
     load_best_weights,
 )
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.errors import CheckpointError
-from bertnli_helpers.files import KILL_AT_WRITE_ENV
-from bertnli_helpers.inference import evaluate, predict
-from bertnli_helpers.model import BERTClassifier, BertConfig
-from bertnli_helpers.optim import parameter_groups
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.snli import read_records
-from bertnli_helpers.train import TrainConfig, fine_tune, preset
+from bertnli_helpers.model.inference import evaluate, predict
+from bertnli_helpers.model.pretrained import load_pretrained
+from bertnli_helpers.train.config import TrainConfig, preset
+from bertnli_helpers.train.loop import fine_tune
+from bertnli_helpers.train.optim import parameter_groups
 
 from conftest import TINY
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bertnli_helpers import truncation as tr
-from bertnli_helpers.snli import read_snli
+from bertnli_helpers.data import truncation as tr
+from bertnli_helpers.data.snli import read_snli
 
 NO_SIDE_EMPTIED = {"longest_first", "longest_first_keep_end", "ratio", "head_tail"}
 PREFIX = {"longest_first", "ratio", "only_premise", "only_hypothesis"}

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from bertnli_helpers import analysis, widgets
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.inference import predict
-from bertnli_helpers.model import BERTClassifier, BertConfig
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.snli import LABEL_NAMES, SampleWarning, read_records
-from bertnli_helpers.tokenization import book_tokenizer
-from bertnli_helpers.truncation import STRATEGIES, truncate_with_report, truncation_summary
+from bertnli_helpers.course import widgets
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.data.snli import LABEL_NAMES, SampleWarning, read_records
+from bertnli_helpers.data.tokenization import book_tokenizer
+from bertnli_helpers.data.truncation import STRATEGIES, truncate_with_report, truncation_summary
+from bertnli_helpers.model.bert import BERTClassifier, BertConfig
+from bertnli_helpers.model.inference import predict
+from bertnli_helpers.model.pretrained import load_pretrained
+from bertnli_helpers.study import analysis
 
 from conftest import TINY
 

@@ -8,11 +8,12 @@ import sys
 
 import torch
 
-from bertnli_helpers.data import SNLIBERTDataset
-from bertnli_helpers.model import BERTClassifier, BertConfig
-from bertnli_helpers.pretrained import load_pretrained
-from bertnli_helpers.snli import read_records
-from bertnli_helpers.train import TrainConfig, fine_tune
+from bertnli_helpers.data.dataset import SNLIBERTDataset
+from bertnli_helpers.data.snli import read_records
+from bertnli_helpers.model.bert import BERTClassifier, BertConfig
+from bertnli_helpers.model.pretrained import load_pretrained
+from bertnli_helpers.train.config import TrainConfig
+from bertnli_helpers.train.loop import fine_tune
 
 
 def main(data_dir: str, out: str) -> None:

@@ -1,0 +1,555 @@
+"""Comparing exercise variants as one grid: every variant x seed fine-tuned, then verdicts.
+
+A grid is a base recipe (a ``RunInfo`` and a ``TrainConfig``), the settings to vary (for example
+``truncation=longest_first,ratio`` and ``max_len=16,32``) and the training seeds. Each cell of the
+grid is one :func:`~bertnli_helpers.train.runs.finetune_run` in its own folder, so a finished cell
+is re-used and an interrupted one resumed when the grid runs again. The results are a table (each
+variant's dev and test accuracy as mean and spread over seeds, speed, minutes) and paired verdicts
+on the same test pairs (:func:`~bertnli_helpers.study.comparison.compare`), each between two
+variants that differ in one setting only: with two settings varied, ``ratio`` at ``max_len=24`` is
+compared with ``longest_first`` at ``max_len=24`` (and with ``ratio`` at the baseline's
+``max_len``), never with the baseline that differs in both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import itertools
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bertnli_helpers.errors import GridError
+from bertnli_helpers.files import atomic_write, atomic_write_json, atomic_write_text
+from bertnli_helpers.study.comparison import compare, correct_mask, learning_check, seed_spread
+
+PROBS_FILE = "scored_probs.npy"  # probabilities on the split the verdicts are computed on
+GRID_FILE = "grid.json"
+FIGURE_FILE = "grid.png"
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false", "yes", "no", "1", "0"):
+        raise ValueError(f"{text!r} is not true or false")
+    return lowered in ("true", "yes", "1")
+
+
+def _strategy_names() -> list[str]:
+    from bertnli_helpers.data.truncation import STRATEGIES
+
+    return list(STRATEGIES)
+
+
+def _pooling_names() -> list[str]:
+    from bertnli_helpers.model.bert import POOLING_HEADS
+
+    return list(POOLING_HEADS)
+
+
+def _precision_names() -> list[str]:
+    from bertnli_helpers.model.precision import PRECISIONS
+
+    return list(PRECISIONS)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One thing a grid can vary: where it lives, how its text parses, what values exist."""
+
+    target: str  # "info" (RunInfo), "config" (TrainConfig) or "data" (the train sample)
+    parse: Callable[[str], Any]
+    choices: Callable[[], list[str]] | None = None
+
+
+SETTINGS: dict[str, Setting] = {
+    "truncation": Setting("info", str, _strategy_names),
+    "max_len": Setting("info", int),
+    "pooling": Setting("info", str, _pooling_names),
+    "freeze_encoder": Setting("info", _parse_bool),
+    "model": Setting("info", str),
+    "lr": Setting("config", float),
+    "batch_size": Setting("config", int),
+    "epochs": Setting("config", int),
+    "precision": Setting("config", str, _precision_names),
+    "train_size": Setting("data", int),
+}
+
+
+def parse_value(name: str, text: str) -> Any:
+    """``text`` as a value of setting ``name``, or a GridError that says what is allowed."""
+    if name not in SETTINGS:
+        raise GridError(f"cannot vary {name!r}; what can vary: {', '.join(SETTINGS)}")
+    setting = SETTINGS[name]
+    try:
+        value = setting.parse(text)
+    except ValueError:
+        raise GridError(f"--vary {name}: {text!r} is not a valid {name}") from None
+    if setting.choices is not None and value not in setting.choices():
+        raise GridError(f"--vary {name}: unknown value {text!r}; choose from "
+                        f"{', '.join(setting.choices())}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+        raise GridError(f"--vary {name}: {text!r} must be positive")
+    return value
+
+
+def parse_vary(items: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    """``["truncation=longest_first,ratio", "max_len=16,32"]`` as ``{name: values}``."""
+    vary: dict[str, tuple[Any, ...]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not values.strip():
+            raise GridError(f"--vary {item!r}: write NAME=VALUE,VALUE (e.g. max_len=16,32)")
+        if name in vary:
+            raise GridError(f"--vary {name} is given twice")
+        parsed = tuple(parse_value(name, v.strip()) for v in values.split(","))
+        if len(set(parsed)) != len(parsed):
+            raise GridError(f"--vary {name}: a value is repeated")
+        vary[name] = parsed
+    return vary
+
+
+Variant = tuple[tuple[str, Any], ...]  # ((name, value), ...) in the order of ``vary``
+
+
+def variant_label(variant: Variant) -> str:
+    return ", ".join(f"{name}={value}" for name, value in variant) or "base"
+
+
+def variant_slug(variant: Variant) -> str:
+    """A folder name for a variant: only letters, digits, '.', '_', '-' and '='."""
+    text = "_".join(f"{name}={value}" for name, value in variant) or "base"
+    return re.sub(r"[^A-Za-z0-9._=-]", "-", text)
+
+
+@dataclass
+class GridSpec:
+    """What to run: the base recipe, the settings to vary, the seeds, and the data sizes."""
+
+    info: Any  # RunInfo of the base recipe
+    config: Any  # TrainConfig of the base recipe (its seed is replaced by each grid seed)
+    vary: dict[str, tuple[Any, ...]]
+    seeds: tuple[int, ...] = (0,)
+    baseline: dict[str, Any] | None = None  # default: the first value of every setting
+    train_size: int | None = None
+    dev_size: int | None = None
+    test_size: int | None = None
+    data_seed: int = 0  # the pairs are the same for every seed: seeds vary the training only
+    data_dir: str | None = None
+    score_on: str = "test"  # the split the verdicts are computed on: "test", or "dev" when the
+    # comparison drives a decision (the test split is then never looked at)
+    only: tuple[dict[str, Any], ...] | None = None  # run just the baseline and these variants,
+    # each written as the settings it changes from the baseline (None: every combination)
+    cell_store: str | None = None  # a folder several grids share: each cell is stored by a
+    # digest of everything that decides its run, so a run another grid made is re-used
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise GridError("a grid needs at least one seed")
+        if self.score_on not in ("dev", "test"):
+            raise GridError(f"score_on must be 'dev' or 'test', not {self.score_on!r}")
+        for name, value in (self.baseline or {}).items():
+            if value not in self.vary.get(name, ()):
+                raise GridError(f"baseline {name}={value} is not one of the values varied")
+        for changes in self.only or ():
+            for name, value in changes.items():
+                if value not in self.vary.get(name, ()):
+                    raise GridError(f"variant {name}={value} is not one of the values varied")
+
+    def variants(self) -> list[Variant]:
+        """Every combination of ``vary``; with ``only``, the baseline and those variants (each
+        changes just what it names, so a comparison with the baseline changes that alone)."""
+        names = list(self.vary)
+        if self.only is None:
+            return [tuple(zip(names, values)) for values in itertools.product(*self.vary.values())]
+        base = self.baseline_variant()
+        chosen = [base]
+        for changes in self.only:
+            variant = tuple((name, changes.get(name, value)) for name, value in base)
+            if variant not in chosen:
+                chosen.append(variant)
+        return chosen
+
+    def baseline_variant(self) -> Variant:
+        chosen = {name: values[0] for name, values in self.vary.items()}
+        chosen.update(self.baseline or {})
+        return tuple((name, chosen[name]) for name in self.vary)
+
+    def cells(self) -> Iterator[tuple[Variant, int]]:
+        for variant in self.variants():
+            for seed in self.seeds:
+                yield variant, seed
+
+
+@dataclass
+class CellResult:
+    variant: Variant
+    seed: int
+    metrics: dict[str, Any]
+    correct: np.ndarray  # which scored pairs (spec.score_on) the classifier got right
+    labels: np.ndarray
+    reused: bool
+    folder: Path
+
+
+def _splits(spec: GridSpec, train_size: int | None):
+    from bertnli_helpers.data.snli import read_records
+
+    train = read_records(spec.data_dir, "train").sample(train_size, spec.data_seed)
+    dev = read_records(spec.data_dir, "dev").sample(spec.dev_size, spec.data_seed)
+    test = (read_records(spec.data_dir, "test").sample(spec.test_size, spec.data_seed)
+            if spec.score_on == "test" else None)
+    return train, dev, test
+
+
+def cell_recipe(spec: GridSpec, variant: Variant, seed: int):
+    """The ``RunInfo``, ``TrainConfig`` and train size of one cell."""
+    changes: dict[str, dict[str, Any]] = {"info": {}, "config": {"seed": seed}, "data": {}}
+    for name, value in variant:
+        changes[SETTINGS[name].target][name] = value
+    info = dataclasses.replace(spec.info, **changes["info"])
+    config = spec.config.replace(**changes["config"])
+    return info, config, changes["data"].get("train_size", spec.train_size)
+
+
+def cell_folder(spec: GridSpec, root: Path, variant: Variant, seed: int,
+                inputs: dict[str, Any]) -> Path:
+    """Where a cell's run lives: under the grid by its variant, or, with ``spec.cell_store``,
+    under the store by the digest of its run's inputs and the split it is scored on."""
+    if spec.cell_store is None:
+        return root / "cells" / variant_slug(variant) / f"seed{seed}"
+    key = json.dumps({"inputs": inputs, "scored": spec.score_on}, sort_keys=True)
+    return Path(spec.cell_store) / f"seed{seed}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
+
+
+def run_cell(spec: GridSpec, root: Path, variant: Variant, seed: int) -> CellResult:
+    """Fine-tune one cell (or re-use / resume it) and score its classifier on the scored pairs.
+
+    A finished cell whose run inputs match and whose scores are kept is read back without its
+    weights (which the course deletes to save disk)."""
+    from bertnli_helpers.model.checkpoints import CHECKPOINT_FILE
+    from bertnli_helpers.train.runs import run_inputs, stored_run_metrics
+
+    info, config, train_size = cell_recipe(spec, variant, seed)
+    train, dev, test = _splits(spec, train_size)
+    scored = test if spec.score_on == "test" else dev
+    inputs = run_inputs(info, train, dev, test, config)
+    folder = cell_folder(spec, root, variant, seed, inputs)
+    labels = np.array([r.label for r in scored.records])
+    metrics, probs = stored_run_metrics(folder, inputs), _stored_probs(folder, len(labels))
+    if metrics is not None and probs is not None:
+        return CellResult(variant, seed, metrics, correct_mask(probs, labels), labels, True,
+                          folder)
+    with contextlib.redirect_stdout(io.StringIO()):  # the grid says the precision once
+        metrics, probs, reused = _train_and_score(folder, info, train, dev, test, scored,
+                                                  config, (folder / CHECKPOINT_FILE).exists())
+    return CellResult(variant, seed, metrics, correct_mask(probs, labels), labels, reused, folder)
+
+
+def _stored_probs(folder: Path, pairs: int) -> np.ndarray | None:
+    try:
+        probs = np.load(folder / PROBS_FILE)
+    except (OSError, ValueError):
+        return None
+    return probs if len(probs) == pairs else None
+
+
+def _train_and_score(folder: Path, info: Any, train: Any, dev: Any, test: Any, scored: Any,
+                     config: Any, resume: bool) -> tuple[dict[str, Any], np.ndarray, bool]:
+    """Fine-tune (or re-use, or resume) the cell's run, and write its probabilities on the
+    scored pairs."""
+    from bertnli_helpers.data.dataset import SNLIBERTDataset
+    from bertnli_helpers.model.inference import predict
+    from bertnli_helpers.train.runs import finetune_run
+
+    outcome = finetune_run(folder, info, train, dev, test, config, reuse=True, resume=resume,
+                           keep_checkpoint=False)
+    probs = _stored_probs(folder, len(scored)) if outcome.reused else None
+    if probs is None:
+        data = SNLIBERTDataset(scored, outcome.tokenizer, info.max_len, info.truncation)
+        probs = predict(outcome.net, data, precision=config.precision)
+        atomic_write(folder / PROBS_FILE, lambda handle: np.save(handle, probs))
+    return outcome.metrics, probs, outcome.reused
+
+
+def _run_cell_in_worker(spec: GridSpec, root: Path, variant: Variant, seed: int,
+                        threads: int) -> CellResult:
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_cell(spec, root, variant, seed)
+
+
+def default_jobs(cells: int) -> int:
+    """Processes worth running at once: one per GPU, else one per 4 cores (a small BERT's
+    matrix products use a few cores well; on 2 cores one process is fastest)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return max(1, min(cells, torch.cuda.device_count()))
+    return max(1, min(cells, (os.cpu_count() or 1) // 4))
+
+
+@dataclass
+class GridResult:
+    spec: GridSpec
+    cells: list[CellResult] = field(default_factory=list)
+
+    def table(self) -> pd.DataFrame:
+        """One row per variant: accuracies as mean and spread over seeds, speed, minutes."""
+        rows = []
+        for variant in self.spec.variants():
+            runs = [c for c in self.cells if c.variant == variant]
+            if not runs:
+                continue
+            dev_mean, dev_sd = seed_spread([c.metrics["dev_accuracy"] for c in runs])
+            row = {"variant": self.label(variant), "seeds": len(runs),
+                   "dev mean": dev_mean, "dev sd": dev_sd}
+            if self.spec.score_on == "test":
+                row["test mean"], row["test sd"] = seed_spread([c.correct.mean() for c in runs])
+            learned = sum(learning_check(c.correct, c.labels).learned for c in runs)
+            rows.append({
+                **row, "learned": f"{learned}/{len(runs)}",
+                "examples/s": round(float(np.mean([c.metrics["examples_per_s"] for c in runs])), 1),
+                "minutes": round(float(np.mean([c.metrics["train_seconds"] for c in runs])) / 60,
+                                 2),
+            })
+        return pd.DataFrame(rows)
+
+    def one_change_pairs(self) -> list[tuple[Variant, Variant]]:
+        """``(variant, reference)`` pairs that differ in one setting: each variant against the
+        variant that sets one of its non-baseline settings back to the baseline's value, so
+        that every comparison changes one thing (with one setting varied: each against the
+        baseline)."""
+        base = dict(self.spec.baseline_variant())
+        present = set(self.spec.variants())
+        pairs = []
+        for variant in self.spec.variants():
+            for name, value in variant:
+                reference = tuple((key, base[key] if key == name else other)
+                                  for key, other in variant)
+                if value != base[name] and reference in present:
+                    pairs.append((variant, reference))
+        return pairs
+
+    def verdicts(self) -> pd.DataFrame:
+        """Every one-change pair (:meth:`one_change_pairs`), paired on the same scored pairs
+        and seeds."""
+        rows = []
+        for variant, reference in self.one_change_pairs():
+            comparison, idle = self.against(variant, reference)
+            if comparison is not None:
+                row = comparison.row()
+                if idle:  # the same rule as the sentences: no direction read from it
+                    row["verdict"] = f"not comparable ({'; '.join(idle)})"
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    def comparison(self, variant: Variant, base: Variant):
+        """The paired comparison of two variants over the seeds both have (None if none)."""
+        seeds = sorted({c.seed for c in self.cells if c.variant == variant}
+                       & {c.seed for c in self.cells if c.variant == base})
+        if not seeds:
+            return None
+        by_key = {(c.variant, c.seed): c.correct for c in self.cells}
+        return compare(np.stack([by_key[variant, s] for s in seeds]),
+                       np.stack([by_key[base, s] for s in seeds]),
+                       self.label(variant), self.label(base))
+
+    def constant_settings(self) -> Variant:
+        """The settings given a single value: the same in every run, so left out of labels."""
+        return tuple((name, values[0]) for name, values in self.spec.vary.items()
+                     if len(values) == 1)
+
+    def label(self, variant: Variant) -> str:
+        """A variant's name in tables and sentences: only the settings that vary in the grid;
+        in a grid of chosen changes (``only``), just what it changes from the baseline."""
+        if self.spec.only is not None:
+            base = dict(self.spec.baseline_variant())
+            changed = tuple(item for item in variant if item[1] != base[item[0]])
+            return variant_label(changed) if changed else "baseline"
+        constant = set(self.constant_settings())
+        return variant_label(tuple(item for item in variant if item not in constant)) \
+            if len(constant) < len(variant) else variant_label(variant)
+
+    def correct_for(self, **settings: Any) -> np.ndarray:
+        """``(seeds, pairs)``: which scored pairs the runs of the variant with these settings got
+        right, one row per seed in seed order (to compare on a subset of the pairs)."""
+        cells = [c for c in self.cells
+                 if all(dict(c.variant).get(k) == v for k, v in settings.items())]
+        variants = {c.variant for c in cells}
+        if len(variants) != 1:
+            raise GridError(f"{settings} matches {len(variants)} variants of the grid, not one")
+        return np.stack([c.correct for c in sorted(cells, key=lambda c: c.seed)])
+
+    def learned_seeds(self, variant: Variant) -> tuple[int, int]:
+        """``(learned, seeds)``: how many of a variant's seeds beat the majority-class rate
+        measurably, out of how many ran."""
+        checks = [learning_check(c.correct, c.labels).learned
+                  for c in self.cells if c.variant == variant]
+        return sum(checks), len(checks)
+
+    def learned(self, variant: Variant) -> bool:
+        """Whether more than half of a variant's seeds beat the majority-class rate measurably
+        (the rule every verdict of the grid applies)."""
+        learned, seeds = self.learned_seeds(variant)
+        return seeds > 0 and learned * 2 > seeds
+
+    def sentences(self) -> list[str]:
+        """What the grid shows, one generated sentence per one-change pair; a comparison with
+        a side that did not learn says so instead of reading a direction."""
+        sentences = []
+        for variant, reference in self.one_change_pairs():
+            comparison, idle = self.against(variant, reference)  # one bootstrap per pair
+            if comparison is not None:
+                sentences.append(self._sentence(comparison, idle, str(variant)))
+        return sentences
+
+    def against(self, variant: Variant, reference: Variant, name: str | None = None,
+                reference_name: str | None = None):
+        """``(comparison, idle)``: ``variant`` compared with ``reference``, named ``name`` /
+        ``reference_name`` (None when no seed has both), and the names of the sides that did
+        not learn measurably."""
+        comparison = self.comparison(variant, reference)
+        names = {variant: name or self.label(variant),
+                 reference: reference_name or self.label(reference)}
+        if comparison is not None:
+            comparison = dataclasses.replace(comparison, name_a=names[variant],
+                                             name_b=names[reference])
+        return comparison, [f"{names[v]} has {self._learned_note(v)}"
+                            for v in (variant, reference) if not self.learned(v)]
+
+    def _learned_note(self, variant: Variant) -> str:
+        learned, seeds = self.learned_seeds(variant)
+        return f"{learned} of {seeds} seed{'s' if seeds != 1 else ''} above the majority class"
+
+    def against_baseline(self, changes: dict[str, Any], name: str | None = None,
+                         base_name: str | None = None):
+        """:meth:`against` for the variant that makes ``changes`` to the baseline."""
+        base = self.spec.baseline_variant()
+        variant = tuple((key, changes.get(key, value)) for key, value in base)
+        return self.against(variant, base, name, base_name)
+
+    def sentence(self, changes: dict[str, Any], name: str | None = None,
+                 base_name: str | None = None) -> str:
+        """One generated sentence for :meth:`against_baseline` (what it shows, or that it
+        cannot be read because a side did not learn)."""
+        return self._sentence(*self.against_baseline(changes, name, base_name),
+                              str(name or changes))
+
+    @staticmethod
+    def _sentence(comparison, idle: list[str], what: str) -> str:
+        if comparison is None:
+            return f"{what}: no run to compare yet."
+        if idle:
+            return (f"{comparison.name_a} against {comparison.name_b}: not comparable. A "
+                    "verdict needs more than half of each side's seeds to beat the majority "
+                    f"class measurably, and {' and '.join(idle)}; train longer.")
+        return comparison.sentence()
+
+    def cell_table(self) -> pd.DataFrame:
+        """One row per run: its settings, seed and accuracy on the scored pairs."""
+        return pd.DataFrame([{**dict(c.variant), "seed": c.seed, "accuracy": c.correct.mean()}
+                             for c in self.cells])
+
+    def figure(self):
+        """Accuracy against the last setting that varies, one line per value of the first
+        (mean and spread over seeds, each seed a dot, the majority-class rate)."""
+        from bertnli_helpers.study.plots import grid_accuracy
+
+        varying = [name for name, values in self.spec.vary.items() if len(values) > 1]
+        names = varying or list(self.spec.vary)
+        labels = self.cells[0].labels if self.cells else np.array([0])
+        chance = float(np.bincount(labels).max() / len(labels))
+        return grid_accuracy(self.cell_table(), x=names[-1],
+                             by=names[0] if len(names) > 1 else None,
+                             y="accuracy", chance=chance,
+                             title=f"{self.spec.score_on} accuracy by {names[-1]}")
+
+    def save(self, root: Path) -> list[Path]:
+        """results.csv / results.md (the table), verdicts.csv / verdicts.md, grid.png."""
+        import matplotlib.pyplot as plt
+
+        written = []
+        for name, frame in (("results", self.table()), ("verdicts", self.verdicts())):
+            written.append(atomic_write_text(root / f"{name}.csv", frame.to_csv(index=False)))
+            written.append(atomic_write_text(root / f"{name}.md", markdown_table(frame)))
+        if self.cells:
+            fig = self.figure()
+            written.append(atomic_write(root / FIGURE_FILE,
+                                        lambda handle: fig.savefig(handle, format="png", dpi=110)))
+            plt.close(fig)
+        return written
+
+
+COLUMN_DIGITS = {"examples/s": 1, "minutes": 2}  # decimals where 4 would be false precision
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A pandas table as Markdown (numbers rounded), without an extra dependency."""
+    def cell(value: Any, column: str) -> str:
+        places = COLUMN_DIGITS.get(column, digits)
+        return f"{value:.{places}f}" if isinstance(value, float) else str(value)
+
+    columns = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v, c) for v, c in zip(row, columns)) + " |"
+              for row in frame.itertuples(False)]
+    return "\n".join(lines) + "\n"
+
+
+def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
+             progress: bool = True, on_cell: Callable[[CellResult], None] | None = None
+             ) -> GridResult:
+    """Run every cell not finished yet (``jobs`` processes at once), then save the tables."""
+    from bertnli_helpers.devices import resolve_device
+    from bertnli_helpers.model.precision import describe_precision
+    from bertnli_helpers.progress import progress_bar
+
+    root = Path(root)
+    cells = list(spec.cells())
+    jobs = jobs or default_jobs(len(cells))
+    atomic_write_json(root / GRID_FILE, {"vary": {k: list(v) for k, v in spec.vary.items()},
+                                         "seeds": list(spec.seeds),
+                                         "only": list(spec.only) if spec.only else None,
+                                         "baseline": variant_label(spec.baseline_variant())})
+    result = GridResult(spec)
+    print(describe_precision(spec.config.precision, resolve_device(spec.config.device)),
+          flush=True)
+    bar = progress_bar(total=len(cells), desc="grid", unit="run", disable=not progress)
+    for cell in _execute(spec, root, cells, jobs):
+        result.cells.append(cell)
+        bar.update(1)
+        if on_cell is not None:
+            on_cell(cell)
+    bar.close()
+    result.save(root)
+    return result
+
+
+def _execute(spec: GridSpec, root: Path, cells: list[tuple[Variant, int]],
+             jobs: int) -> Iterator[CellResult]:
+    if jobs == 1:
+        for variant, seed in cells:
+            yield run_cell(spec, root, variant, seed)
+        return
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = [pool.submit(_run_cell_in_worker, spec, root, v, s, threads) for v, s in cells]
+        for future in as_completed(futures):
+            yield future.result()

@@ -1,0 +1,424 @@
+"""A fine-tuning run's folder: what model and encoding it used, so it can be loaded again.
+
+``run.json`` records the pretrained model, the encoding (``max_len``, truncation) and the
+classifier settings; with ``best_model.pt`` beside it, ``load_finetuned(folder)`` rebuilds the
+fine-tuned classifier and its tokenizer. Notebook 5 analyses what notebook 4 trained this way,
+and ``bertnli evaluate`` / ``predict`` use the same function.
+
+``run_inputs.json`` records everything that decided the run: the ``RunInfo`` as asked, how the
+pairs were encoded (the ``encode`` function: whole pairs, or hypotheses only), the
+``TrainConfig`` (but its ``device``) and a fingerprint of the train, dev and test pairs.
+``finetune_run(reuse=True)`` loads a finished run only when all of them match the call's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bertnli_helpers.data.dataset import SNLIBERTDataset, pairs_fingerprint
+from bertnli_helpers.data.snli import SNLISplit
+from bertnli_helpers.data.tokenization import TextTokenizer
+from bertnli_helpers.devices import resolve_device
+from bertnli_helpers.errors import CheckpointError, EmptySplitError, InputTooLongError
+from bertnli_helpers.files import atomic_write_json, run_folder_lock
+from bertnli_helpers.model.bert import BERTClassifier
+from bertnli_helpers.model.checkpoints import (
+    BEST_WEIGHTS_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    load_best_weights,
+)
+from bertnli_helpers.model.inference import evaluate
+from bertnli_helpers.model.precision import resolve_precision
+from bertnli_helpers.model.pretrained import is_sized_by_run, load_for_run
+from bertnli_helpers.train.config import TrainConfig
+from bertnli_helpers.train.loop import Callback, check_resumable, fine_tune
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.json"
+INPUTS_FILE = "run_inputs.json"
+# What a run writes into its folder: removed before a fresh run, so nothing stale survives it.
+RUN_FILES = (RUN_FILE, METRICS_FILE, INPUTS_FILE, BEST_WEIGHTS_FILE, CHECKPOINT_FILE,
+             HISTORY_FILE, CONFIG_FILE)
+
+
+@dataclass
+class RunInfo:
+    """How to rebuild a run's classifier: model name and encoding settings."""
+
+    model: str
+    max_len: int = 128
+    truncation: str = "longest_first"
+    freeze_encoder: bool = False
+    pooling: str = "cls"  # what the MLP classifies: a name in model.POOLING_HEADS
+    model_config: dict[str, Any] | None = None  # sizes of a model only the run holds ("scratch")
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / RUN_FILE
+        atomic_write_json(path, dataclasses.asdict(self))
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RunInfo:
+        path = Path(folder) / RUN_FILE
+        if not path.exists():
+            raise CheckpointError(
+                f"{folder} is not a fine-tuning run folder (no {RUN_FILE}); "
+                "pass the --output folder of 'bertnli finetune' or of notebook 4"
+            )
+        fields = read_json(path)
+        if isinstance(fields, dict):
+            fields.pop("extra", None)  # an empty field older versions wrote and nothing read
+        return cls.from_dict(fields, path)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path) -> RunInfo:
+        """The run's settings as ``run.json`` stores them; anything else names the file."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(raw, dict) or "model" not in raw:
+            raise CheckpointError(f"{source} does not describe a run (no 'model' setting)")
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise CheckpointError(f"{source} has settings this version does not know: "
+                                  f"{', '.join(unknown)} (made by a newer bertnli, or edited?)")
+        return cls(**raw)
+
+
+def read_json(path: Path) -> Any:
+    """A run folder's JSON file; bad JSON is an error that names the file and the line."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path} is not UTF-8 text ({err.reason})") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}, line {err.lineno}: not valid JSON ({err.msg}, column "
+                              f"{err.colno}); restore the file or run again") from None
+
+
+def is_finished_run(folder: str | Path) -> bool:
+    folder = Path(folder)
+    return (folder / RUN_FILE).exists() and (folder / BEST_WEIGHTS_FILE).exists()
+
+
+def build_classifier(
+    info: RunInfo, device: str | torch.device | None = "cpu"
+) -> tuple[BERTClassifier, TextTokenizer]:
+    """The untrained classifier a run started from (pretrained encoder, new output layer)."""
+    bert, tokenizer, _ = load_for_run(info.model, info.model_config)
+    net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
+    return net.to(resolve_device(device)), tokenizer
+
+
+def load_finetuned(
+    folder: str | Path, device: str | torch.device | None = "cpu"
+) -> tuple[BERTClassifier, TextTokenizer, RunInfo]:
+    """The best-on-dev classifier of a finished run, in eval mode, with its tokenizer."""
+    info = RunInfo.load(folder)
+    net, tokenizer = build_classifier(info, "cpu")
+    load_best_weights(net, folder)
+    return net.to(resolve_device(device)).eval(), tokenizer, info
+
+
+def write_metrics(folder: str | Path, metrics: dict[str, Any]) -> Path:
+    path = Path(folder) / METRICS_FILE
+    existing = read_json(path) if path.exists() else {}
+    existing.update(metrics)
+    atomic_write_json(path, existing)
+    return path
+
+
+def split_fingerprint(split: SNLISplit | None) -> dict[str, Any] | None:
+    """Number of pairs and a short sha1 of their ids, sentences and labels (None: no split)."""
+    if split is None:
+        return None
+    digest = hashlib.sha1(pairs_fingerprint(*split.triple("raw")).encode())
+    digest.update("\x1e".join(r.pair_id for r in split.records).encode())
+    return {"pairs": len(split), "sha1": digest.hexdigest()[:16]}
+
+
+Encode = Callable[..., SNLIBERTDataset]
+"""How a run turns pairs into a dataset: ``encode(pairs, tokenizer, max_len, truncation)``, as
+``SNLIBERTDataset`` (the whole pair) or ``analysis.hypothesis_only_dataset`` (premises emptied)."""
+
+
+def encoding_name(encode: Encode) -> str:
+    """The importable name of ``encode``, which a run's fingerprint records: two runs that encode
+    their pairs differently (whole pairs, hypotheses only) are different runs."""
+    module = getattr(encode, "__module__", None)
+    qualname = getattr(encode, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise ValueError(
+            f"encode must be a module-level function or class (not {encode!r}): a run's "
+            "fingerprint records its name, so that a changed encoding is never re-used"
+        )
+    return f"{module}.{qualname}"
+
+
+DEFAULT_ENCODING = encoding_name(SNLIBERTDataset)
+
+
+def run_inputs(info: RunInfo, train: SNLISplit, dev: SNLISplit, test: SNLISplit | None,
+               config: TrainConfig, encode: Encode = SNLIBERTDataset) -> dict[str, Any]:
+    """What decides a run's result, as ``run_inputs.json`` stores it (``device`` left out,
+    ``precision`` as it resolves here: "auto" is bf16 on one machine and fp32 on another)."""
+    train_config = dataclasses.asdict(config)
+    device = resolve_device(train_config.pop("device"))
+    train_config["precision"] = resolve_precision(config.precision, device)
+    inputs = {"info": _info_inputs({**dataclasses.asdict(info), "encode": encoding_name(encode)}),
+              "train_config": train_config,
+              "data": {name: split_fingerprint(split)
+                       for name, split in (("train", train), ("dev", dev), ("test", test))}}
+    return json.loads(json.dumps(inputs))  # compared with what JSON gives back
+
+
+def _info_inputs(info: dict[str, Any]) -> dict[str, Any]:
+    """A run's ``info`` as it decides the run: sizes given for a model that brings its own
+    (anything but ``scratch``) are ignored by the run, so they are left out."""
+    if not is_sized_by_run(str(info.get("model"))):
+        info["model_config"] = None
+    return info
+
+
+def stored_run_metrics(folder: str | Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
+    """The metrics of the finished run in ``folder`` if it was made with exactly ``wanted``
+    (:func:`run_inputs`), even when its weights were deleted to save disk: what a caller that
+    keeps the run's scores (a grid) needs to skip it. None otherwise."""
+    folder = Path(folder)
+    if not (folder / RUN_FILE).exists() or _differences(saved_inputs(folder), wanted):
+        return None
+    try:
+        return json.loads((folder / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def saved_inputs(folder: str | Path) -> dict[str, Any] | None:
+    """The ``run_inputs.json`` of a run folder; None when missing or unreadable (old runs)."""
+    try:
+        saved = json.loads((Path(folder) / INPUTS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return _in_current_form(saved)
+
+
+def _in_current_form(saved: Any) -> Any:
+    """Inputs saved by older versions, as this one writes them, so their runs are still re-used:
+    those had an empty ``info.extra``, always encoded whole pairs and trained on cross-entropy."""
+    info = saved.get("info") if isinstance(saved, dict) else None
+    if isinstance(info, dict):
+        if info.get("extra") == {}:
+            del info["extra"]
+        info.setdefault("encode", DEFAULT_ENCODING)
+        _info_inputs(info)
+    train_config = saved.get("train_config") if isinstance(saved, dict) else None
+    if isinstance(train_config, dict):
+        train_config.setdefault("objective", "cross_entropy")
+    return saved
+
+
+def _differences(saved: dict[str, Any] | None, wanted: dict[str, Any],
+                 parts: Sequence[str] = ("info", "train_config", "data")) -> list[str]:
+    """The settings that differ between a saved run and this call ('everything': none saved)."""
+    if not isinstance(saved, dict):
+        return [f"everything (no readable {INPUTS_FILE})"]
+    found = []
+    for part in parts:
+        old, new = saved.get(part), wanted[part]
+        if not isinstance(old, dict):
+            found.append(part)
+            continue
+        found += [f"{part}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
+                  for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return found
+
+
+def check_splits(train: SNLISplit, dev: SNLISplit, test: SNLISplit | None) -> None:
+    """Every split given must hold pairs: a run on none reports nothing true."""
+    for name, split in (("train", train), ("dev", dev), ("test", test)):
+        if split is not None and len(split) == 0:
+            raise EmptySplitError(
+                f"the {name} split ({split.path}) has no usable pairs (an empty file, or only "
+                "pairs without a gold label): point the data folder at a complete SNLI file")
+
+
+def check_max_len(info: RunInfo, bert: Any) -> None:
+    """Refuse a ``max_len`` the model has no positions for before any pair is encoded."""
+    limit = bert.config.max_len
+    if info.max_len > limit:
+        raise InputTooLongError(f"max_len={info.max_len} is longer than model {info.model}'s "
+                                f"{limit} positions: use a max_len of at most {limit}")
+
+
+def _clear_run_files(folder: Path) -> None:
+    """Remove what an earlier run wrote (only the run's own files: nothing else is touched)."""
+    for name in RUN_FILES:
+        (folder / name).unlink(missing_ok=True)
+
+
+@dataclass
+class RunOutcome:
+    """A finished run: the best-on-dev classifier, its tokenizer, metrics and history, how it
+    was made (``info``) and where it is saved (``folder``)."""
+
+    net: BERTClassifier
+    tokenizer: TextTokenizer
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    reused: bool
+    info: RunInfo
+    folder: Path
+
+
+def _holding_its_folder(function: Callable[..., RunOutcome]) -> Callable[..., RunOutcome]:
+    """Run ``function(folder, ...)`` as the folder's only writer (see ``run_folder_lock``)."""
+    @functools.wraps(function)
+    def locked(folder: str | Path, *args: Any, **kwargs: Any) -> RunOutcome:
+        with run_folder_lock(folder):
+            return function(folder, *args, **kwargs)
+    return locked
+
+
+@_holding_its_folder
+def finetune_run(
+    folder: str | Path,
+    info: RunInfo,
+    train: SNLISplit,
+    dev: SNLISplit,
+    test: SNLISplit | None,
+    config: TrainConfig,
+    *,
+    callbacks: Sequence[Callback] = (),
+    resume: bool = False,
+    reuse: bool = True,
+    keep_checkpoint: bool = True,
+    bias_probs: Any = None,
+    encode: Encode = SNLIBERTDataset,
+) -> RunOutcome:
+    """Fine-tune ``info.model`` into ``folder`` and evaluate it on test.
+
+    With ``reuse``, a run finished there is loaded instead of trained again (how notebooks share
+    runs), but only when it was made with the same ``info``, ``config`` (its ``device`` aside) and
+    train/dev/test pairs; any other run there (or one too old to say) is replaced by a new one.
+    ``resume`` continues an interrupted run from its ``checkpoint.pt``; its pairs and ``info`` must
+    be this call's, and so must its recipe. ``keep_checkpoint=False`` deletes that (large)
+    resumable checkpoint once the run is finished; ``best_model.pt`` stays, which is all
+    ``load_finetuned`` needs. The folder is locked for the call: a second writer is refused at
+    once with the holder's pid. ``encode`` makes the datasets from the pairs (see ``Encode``): a
+    hypothesis-only run passes ``analysis.hypothesis_only_dataset``, and its fingerprint says so.
+    ``bias_probs``: the bias expert's probabilities of the train pairs, for a debiasing
+    ``config.objective``; their fingerprint is part of the run's data, so a run is re-used (or
+    resumed) only with the same bias expert.
+    """
+    folder = Path(folder)
+    check_splits(train, dev, test)
+    resolve_device(config.device)  # an unavailable device: refused before anything is written
+    wanted = _wanted_inputs(info, train, dev, test, config, encode, bias_probs)
+    saved = saved_inputs(folder)
+    finished = is_finished_run(folder) and (folder / METRICS_FILE).exists()
+    if reuse and finished and not _differences(saved, wanted):
+        return _reuse(folder, config, keep_checkpoint)
+    resume = resume and not (reuse and finished)  # a finished run of other settings: replaced
+    if resume and saved is not None:  # older folders: fine_tune's own checks only
+        _check_resume(folder, saved, wanted, config)
+    info = dataclasses.replace(info)  # a copy: the caller's stays as asked
+    bert, tokenizer, info.model_config = load_for_run(info.model, info.model_config,
+                                                      seed=config.seed)
+    torch.manual_seed(config.seed)  # the new output layer starts the same in every run
+    net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
+    check_max_len(info, bert)
+    if not resume:
+        _clear_run_files(folder)  # no stale checkpoint, best weights or metrics survive
+    encoding = {"max_len": info.max_len, "truncation": info.truncation}
+    train_set, dev_set = encode(train, tokenizer, **encoding), encode(dev, tokenizer, **encoding)
+    folder.mkdir(parents=True, exist_ok=True)
+    result = fine_tune(net, train_set, dev_set, config, output_dir=folder,
+                       callbacks=[_RecordInputs(folder / INPUTS_FILE, wanted), *callbacks],
+                       resume_from=folder if resume else None, bias_probs=bias_probs)
+    metrics = _run_metrics(info, result, len(train_set))
+    if test is not None:
+        test_metrics = evaluate(net, encode(test, tokenizer, **encoding),
+                                precision=config.precision)
+        metrics.update(test_accuracy=test_metrics["accuracy"], test_loss=test_metrics["loss"])
+    info.save(folder)
+    write_metrics(folder, metrics)
+    if not keep_checkpoint:
+        (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+    return RunOutcome(net.eval(), tokenizer, metrics, result.history, reused=False, info=info,
+                      folder=folder)
+
+
+def _wanted_inputs(info: RunInfo, train: SNLISplit, dev: SNLISplit, test: SNLISplit | None,
+                   config: TrainConfig, encode: Encode, bias_probs: Any) -> dict[str, Any]:
+    """Everything that decides a run, as ``run_inputs.json`` records it (the bias expert's
+    probabilities by their digest)."""
+    wanted = run_inputs(info, train, dev, test, config, encode)
+    if bias_probs is not None:
+        digest = hashlib.sha1(np.ascontiguousarray(bias_probs, dtype=np.float32).tobytes())
+        wanted["data"]["bias"] = {"sha1": digest.hexdigest()[:16]}
+    return wanted
+
+
+def _reuse(folder: Path, config: TrainConfig, keep_checkpoint: bool) -> RunOutcome:
+    """The finished run in ``folder``, loaded instead of trained again."""
+    net, tokenizer, saved_info = load_finetuned(
+        folder, device=config.device if config.device != "auto" else None)
+    history = json.loads((folder / HISTORY_FILE).read_text())
+    if not keep_checkpoint:
+        (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+    return RunOutcome(net, tokenizer, json.loads((folder / METRICS_FILE).read_text()),
+                      history, reused=True, info=saved_info, folder=folder)
+
+
+def _check_resume(folder: Path, saved: dict[str, Any], wanted: dict[str, Any],
+                  config: TrainConfig) -> None:
+    """Refuse, before anything is written, to resume a run made with other settings or pairs
+    (its test pairs may differ: they are only scored at the end)."""
+    differ = _differences(saved, wanted, ("info",)) + [
+        d for d in _differences(saved, wanted, ("data",)) if not d.startswith("data.test")]
+    if differ:
+        raise CheckpointError(f"cannot resume the run in {folder}: it was made with other "
+                              f"settings or pairs ({'; '.join(differ)})")
+    if isinstance(saved.get("train_config"), dict):
+        check_resumable(saved["train_config"], config, folder / INPUTS_FILE)
+
+
+def _run_metrics(info: RunInfo, result: Any, train_pairs: int) -> dict[str, Any]:
+    """What ``metrics.json`` records of a fine-tuning result."""
+    return {
+        "model": info.model,
+        "precision": result.precision,
+        "best_epoch": result.best_epoch + 1,
+        "dev_accuracy": result.best_dev_accuracy,
+        "train_pairs": train_pairs,
+        "train_seconds": result.train_seconds,
+        "examples_per_s": _mean([r["examples_per_s"] for r in result.history
+                                 if "examples_per_s" in r]),
+    }
+
+
+class _RecordInputs(Callback):
+    """Writes ``run_inputs.json`` as training begins: after a resume was accepted (a refused one
+    leaves the folder as it was) and before the first step, so that resuming an interrupted run
+    can check it continues the same one."""
+
+    def __init__(self, path: Path, inputs: dict[str, Any]) -> None:
+        self.path, self.inputs = path, inputs
+
+    def on_train_begin(self, state) -> None:
+        if state.is_main:
+            atomic_write_json(self.path, self.inputs)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
