@@ -70,7 +70,7 @@ def test_no_import_circle() -> None:
         state[node] = "open"
         for dep in sorted(GRAPH.get(node, ())):
             if state.get(dep) == "open":
-                cycle = path[path.index(dep):] + [dep] if dep in path else [node, dep]
+                cycle = [*path[path.index(dep):], dep] if dep in path else [node, dep]
                 pytest.fail("import circle: " + " -> ".join(cycle))
             if dep not in state:
                 visit(dep, [*path, dep])
