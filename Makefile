@@ -5,7 +5,7 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 # torch==2.13.0 resolves to the CPU build on machines that carry it locally; on a GPU box pass
-# TORCH=torch (or a CUDA wheel spec); on a CPU laptop see README "Installing torch".
+# TORCH=torch (or a CUDA wheel spec); on a CPU laptop see docs/gpu.md "Installing torch".
 TORCH   ?= torch==2.13.0
 PROFILE ?= quick
 OUT     ?= course_output

@@ -23,7 +23,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         raise DeviceError(
             f"device {device} was asked for but CUDA is not available here "
             "(torch.cuda.is_available() is False); use device='cpu' or 'auto', or install a CUDA "
-            "build of torch (README: 'Using a GPU')"
+            "build of torch (docs/gpu.md: 'Using a GPU')"
         )
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise DeviceError(

@@ -89,7 +89,8 @@ def test_each_layer_says_its_job_and_what_it_may_import() -> None:
 
 def test_the_readme_module_map_matches_the_tree() -> None:
     section = README.read_text().split("## The package", 1)[1].split("\n## ", 1)[0]
-    mapped = set(re.findall(r"`([a-z_]+(?:/[a-z_]+)?)\.py`", section))
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    mapped = {re.fullmatch(r" `([a-z_]+(?:/[a-z_]+)?)\.py` ", row).group(1) for row in rows}
     on_disk = {str(p.relative_to(PACKAGE).with_suffix("")) for p in PACKAGE.rglob("*.py")
                if p.name != "__init__.py"}
     assert mapped == on_disk, (f"README map lacks {sorted(on_disk - mapped)}; "
