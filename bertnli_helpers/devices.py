@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from bertnli_helpers.errors import DeviceError
 
 
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+AUTO_ORDER: tuple[tuple[str, Callable[[], bool]], ...] = (
+    ("cuda", torch.cuda.is_available),
+    ("mps", _mps_available),  # Apple's GPU, on a Mac without CUDA
+)
+"""What ``device="auto"`` tries, first found wins; the CPU when none is there."""
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"``: the first GPU if there is one, else the CPU. An explicit device that
-    is not available is a ``DeviceError``, not a quiet fallback that would change timings and
-    results."""
+    """``None``/``"auto"``: the first GPU if there is one (CUDA, else Apple's MPS), else the
+    CPU. An explicit device that is not available is a ``DeviceError``, not a quiet fallback
+    that would change timings and results."""
     if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
+        found = next((name for name, available in AUTO_ORDER if available()), "cpu")
+        return torch.device(found)
     try:
         device = torch.device(device)
     except RuntimeError as err:  # torch's own list of the device types it knows
@@ -29,6 +42,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         raise DeviceError(
             f"device {device} was asked for but only {torch.cuda.device_count()} GPU(s) exist"
         )
-    if device.type == "mps" and not torch.backends.mps.is_available():
+    if device.type == "mps" and not _mps_available():
         raise DeviceError(f"device {device} was asked for but MPS is not available here")
     return device

@@ -90,6 +90,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def _hardware_choice(device: torch.device) -> str:
+    """bf16 (or fp16) where the hardware computes it natively; MPS stays in fp32, the rule
+    until its autocast is measured against fp32 like the CPU's and CUDA's were."""
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type == "cpu" and native_bf16_features():
@@ -113,6 +115,8 @@ def describe_precision(precision: str, device: torch.device) -> str:
         found = native_bf16_features()
         reason = (f"auto: this CPU computes bf16 natively ({', '.join(found)})" if found else
                   "auto: this CPU has no native bf16 (no avx512_bf16 or amx_bf16)")
+    elif device.type == "mps":
+        reason = "auto on mps: fp32, as autocast on Apple's GPU is not measured here"
     else:
         reason = f"auto on {device.type}"
     what = "fp32" if chosen == "fp32" else f"{chosen} autocast, fp32 weights"
