@@ -110,9 +110,21 @@ def test_table_and_verdicts_from_cells():
     assert verdicts.loc[0, "verdict"] == "better"
     sentences = result.sentences()
     assert sentences[0].startswith("lr=0.0003 is better than lr=0.0001")
-    assert "not comparable" in sentences[1]
+    assert sentences[1].startswith("lr=0.0001 learned and lr=0.001 did not")
     assert "lr=0.001 has 0 of 2 seeds above the majority class" in sentences[1]
-    assert verdicts.loc[1, "verdict"].startswith("not comparable (lr=0.001")
+    assert verdicts.loc[1, "verdict"] == "only lr=0.0001 learned"
+
+
+def test_neither_side_learning_is_said_so():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 600)
+    spec = GridSpec(RunInfo("minilm"), TrainConfig(), {"lr": (1e-4, 1e-3)}, seeds=(0, 1))
+    result = GridResult(spec)
+    for seed in (0, 1):
+        for lr in (1e-4, 1e-3):
+            result.cells.append(fake_cell((("lr", lr),), seed, rng.random(600) < 0.2, labels))
+    assert result.verdicts().loc[0, "verdict"] == "neither learned"
+    assert result.sentences()[0].startswith("Neither lr=0.001 nor lr=0.0001 learned")
 
 
 def test_two_settings_are_compared_one_change_at_a_time():

@@ -352,8 +352,8 @@ class GridResult:
             comparison, idle = self.against(variant, reference)
             if comparison is not None:
                 row = comparison.row()
-                if idle:  # the same rule as the sentences: no direction read from it
-                    row["verdict"] = f"not comparable ({'; '.join(idle)})"
+                if idle:  # the same rule as the sentences: no accuracy difference read from it
+                    row["verdict"] = self._learning_verdict(comparison, idle)
                 rows.append(row)
         return pd.DataFrame(rows)
 
@@ -420,15 +420,15 @@ class GridResult:
     def against(self, variant: Variant, reference: Variant, name: str | None = None,
                 reference_name: str | None = None):
         """``(comparison, idle)``: ``variant`` compared with ``reference``, named ``name`` /
-        ``reference_name`` (None when no seed has both), and the names of the sides that did
-        not learn measurably."""
+        ``reference_name`` (None when no seed has both), and ``(name, note)`` for each side
+        that did not learn measurably."""
         comparison = self.comparison(variant, reference)
         names = {variant: name or self.label(variant),
                  reference: reference_name or self.label(reference)}
         if comparison is not None:
             comparison = dataclasses.replace(comparison, name_a=names[variant],
                                              name_b=names[reference])
-        return comparison, [f"{names[v]} has {self._learned_note(v)}"
+        return comparison, [(names[v], f"{names[v]} has {self._learned_note(v)}")
                             for v in (variant, reference) if not self.learned(v)]
 
     def _learned_note(self, variant: Variant) -> str:
@@ -453,11 +453,25 @@ class GridResult:
     def _sentence(comparison, idle: list[str], what: str) -> str:
         if comparison is None:
             return f"{what}: no run to compare yet."
+        if len(idle) == 2:
+            return (f"Neither {comparison.name_a} nor {comparison.name_b} learned in this budget "
+                    f"({' and '.join(note for _, note in idle)}), so their accuracies say nothing "
+                    "about which is better; train longer.")
         if idle:
-            return (f"{comparison.name_a} against {comparison.name_b}: not comparable. A "
-                    "verdict needs more than half of each side's seeds to beat the majority "
-                    f"class measurably, and {' and '.join(idle)}; train longer.")
+            (loser, note), = idle
+            winner = comparison.name_b if loser == comparison.name_a else comparison.name_a
+            return (f"{winner} learned and {loser} did not ({note}): with this budget, that "
+                    f"is the finding. How much better {winner} is needs both sides to learn.")
         return comparison.sentence()
+
+    @staticmethod
+    def _learning_verdict(comparison, idle: list[tuple[str, str]]) -> str:
+        """The verdict column when a side did not learn: which one learned, not a difference."""
+        if len(idle) == 2:
+            return "neither learned"
+        (loser, _), = idle
+        winner = comparison.name_b if loser == comparison.name_a else comparison.name_a
+        return f"only {winner} learned"
 
     def cell_table(self) -> pd.DataFrame:
         """One row per run: its settings, seed and accuracy on the scored pairs."""
