@@ -349,3 +349,30 @@ def test_02_padding_share_function():
     assert "equally long" in fails("02 padding share function", against_global_max)
     assert "from 0" in fails("02 padding share function", real_over_computed)
     assert "still returns None" in unanswered("02 padding share function", _stub)
+
+
+def test_04_pair_features_function():
+    import torch
+
+    from bertnli_helpers.model.bert import PairPooling
+
+    def right(encoded, valid_lens, segments):
+        return PairPooling(encoded.shape[-1])(encoded, valid_lens, segments)
+
+    def ignores_padding_mask(encoded, valid_lens, segments):  # padding (segment 0) joins u
+        keep = [(segments == side).unsqueeze(-1).float() for side in (0, 1)]
+        u, v = ((encoded * k).sum(1) / k.sum(1).clamp(min=1) for k in keep)
+        return torch.cat([u, v, (u - v).abs(), u * v], -1)
+
+    def signed_difference(encoded, valid_lens, segments):
+        u, v, _, product = right(encoded, valid_lens, segments).chunk(4, -1)
+        return torch.cat([u, v, u - v, product], -1)
+
+    def only_u_and_v(encoded, valid_lens, segments):
+        return right(encoded, valid_lens, segments).chunk(2, -1)[0]
+
+    assert check("04 pair features", right)
+    assert "padding" in fails("04 pair features", ignores_padding_mask)
+    assert "|u - v|" in fails("04 pair features", signed_difference)
+    assert "shape (batch, 4 x hidden)" in fails("04 pair features", only_u_and_v)
+    assert "still returns None" in unanswered("04 pair features", _stub)

@@ -536,6 +536,74 @@ def new_parameters(answer: Any, *, hidden_size: int, pooling: str) -> Verdict:
 
 
 
+def _pair_feature_cases(seed: int = 4) -> list[Case]:
+    """(encoded, valid_lens, segments) batches: no padding, padding whose states are large (a
+    head that averages them is far off), one pair, a one-token side, random shapes."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def batch(kind: str, p_lens: list[int], h_lens: list[int], seq: int, hidden: int = 4,
+              padded: bool = True, pad_value: float = 0.0) -> Case:
+        encoded = torch.randn(len(p_lens), seq, hidden, generator=generator)
+        segments = torch.zeros(len(p_lens), seq, dtype=torch.long)
+        for row, (p, h) in enumerate(zip(p_lens, h_lens)):
+            segments[row, p + 2:p + h + 3] = 1  # <cls> p <sep> in 0, h <sep> in 1, padding in 0
+            encoded[row, p + h + 3:] += pad_value
+        valid = torch.tensor([p + h + 3 for p, h in zip(p_lens, h_lens)]) if padded else None
+        return Case(kind, (encoded, valid, segments))
+
+    cases = [batch("no padding (valid_lens is None)", [3, 3], [2, 2], 8, padded=False),
+             batch("padded pairs", [5, 2], [3, 1], 11),
+             batch("padding holding large values", [4, 1], [2, 2], 12, pad_value=100.0),
+             batch("a batch of one pair", [6], [3], 12),
+             batch("a one-token hypothesis", [7, 3], [1, 1], 11)]
+    for _ in range(8):
+        n = int(torch.randint(1, 5, (1,), generator=generator))
+        p_lens = torch.randint(0, 9, (n,), generator=generator).tolist()
+        h_lens = torch.randint(0, 6, (n,), generator=generator).tolist()
+        cases.append(batch("random batches", p_lens, h_lens, max(p_lens) + max(h_lens) + 5,
+                           hidden=int(torch.randint(2, 9, (1,), generator=generator))))
+    return cases
+
+
+def _quarters(result: Any) -> list[Any]:
+    return list(result.chunk(4, dim=-1))
+
+
+PAIR_FEATURE_RULES = (
+    Rule("it returns a tensor of shape (batch, 4 x hidden)",
+         lambda args, r: tuple(r.shape) == (args[0].shape[0], 4 * args[0].shape[2])),
+    Rule("the third quarter is |u - v| of the first two quarters, u and v",
+         lambda args, r: bool(_close(_quarters(r)[2], (_quarters(r)[0] - _quarters(r)[1]).abs()))),
+    Rule("the fourth quarter is u * v",
+         lambda args, r: bool(_close(_quarters(r)[3], _quarters(r)[0] * _quarters(r)[1]))),
+)
+
+
+def _close(a: Any, b: Any) -> bool:
+    import torch
+
+    return torch.allclose(a.float(), b.float(), atol=1e-5, rtol=1e-4)
+
+
+@register("04 pair features")
+def _pair_features(answer: Callable[..., Any]) -> Verdict:
+    """A student's ``my_pair_features(encoded, valid_lens, segments)`` against the package's
+    ``PairPooling`` head on the same tensors."""
+    from bertnli_helpers.model.bert import PairPooling
+
+    def reference(encoded: Any, valid_lens: Any, segments: Any) -> Any:
+        return PairPooling(encoded.shape[-1])(encoded, valid_lens, segments)
+
+    return check_function(answer, reference, _pair_feature_cases(), PAIR_FEATURE_RULES,
+                          what="my_pair_features", same=_close,
+                          mismatch_hint="u is the mean of the states of segment 0 ([CLS], the "
+                                        "premise and the first [SEP]) and v of segment 1, each "
+                                        "over the valid positions only: padding counts in "
+                                        "neither.")
+
+
 # -- notebook 05 -----------------------------------------------------------------------------------
 @register("05 hard errors")
 def _hard_errors(answer: Any, *, correct: Any, hard: Any) -> Verdict:
