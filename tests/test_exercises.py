@@ -376,3 +376,27 @@ def test_04_pair_features_function():
     assert "|u - v|" in fails("04 pair features", signed_difference)
     assert "shape (batch, 4 x hidden)" in fails("04 pair features", only_u_and_v)
     assert "still returns None" in unanswered("04 pair features", _stub)
+
+
+def test_07_mlm_masking_function():
+    from bertnli_helpers.train.pretraining import replace_mlm_tokens
+
+    def always_mask(tokens, candidates, num_preds, vocab, rng):
+        masked = list(tokens)
+        rng.shuffle(candidates)
+        for position in candidates[:num_preds]:
+            masked[position] = "<mask>"
+        return masked, [(p, tokens[p]) for p in candidates[:num_preds]]
+
+    def every_candidate(tokens, candidates, num_preds, vocab, rng):
+        return replace_mlm_tokens(tokens, candidates, len(candidates), vocab, rng)
+
+    def records_the_new_token(tokens, candidates, num_preds, vocab, rng):
+        masked, targets = replace_mlm_tokens(tokens, candidates, num_preds, vocab, rng)
+        return masked, [(p, masked[p]) for p, _ in targets]
+
+    assert check("07 mlm masking", replace_mlm_tokens)
+    assert "rng.random() < 0.8" in fails("07 mlm masking", always_mask)
+    assert "first num_preds" in fails("07 mlm masking", every_candidate)
+    assert "the token that stood there" in fails("07 mlm masking", records_the_new_token)
+    assert "still returns None" in unanswered("07 mlm masking", _stub)

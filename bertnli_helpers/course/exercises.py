@@ -16,6 +16,7 @@ by name with :func:`register`, grouped below by notebook.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -162,8 +163,8 @@ def check_function(function: Callable[..., Any], reference: Callable[..., Any],
     same = same or (lambda a, b: a == b)
     cases = list(cases)
     for case in cases:
-        try:
-            result = function(*case.args)
+        try:  # each call gets its own copy: a function that shuffles its input or draws from
+            result = function(*copy.deepcopy(case.args))  # a generator changes no other call
         except Exception as error:  # a student's bug is the finding, not a crash
             return Verdict(False, f"{what} raised {type(error).__name__} ({error}) on a case "
                                   f"with {case.kind}.", reference=reference)
@@ -174,7 +175,7 @@ def check_function(function: Callable[..., Any], reference: Callable[..., Any],
         if broken is not None:
             return Verdict(False, f"On a case with {case.kind}, {what} breaks a rule: "
                                   f"{broken.text}.", reference=reference)
-        if not same(result, reference(*case.args)):
+        if not same(result, reference(*copy.deepcopy(case.args))):
             return Verdict(False, f"On a case with {case.kind}, {what} keeps every rule but "
                                   f"differs from the package's function. {mismatch_hint}",
                            reference=reference)
@@ -694,3 +695,69 @@ def _training_pflop(answer: Any, *, config: Any, lengths: Any, pairs: int, epoch
     return Verdict(False, f"Not {float(answer):,.0f} PFLOP (within 5%): FLOPs per example "
                    "(training_flops over the sample of lengths, divided by its size) times "
                    "pairs times epochs, divided by 1e15.", reference=expected)
+
+
+# -- notebook 07 -----------------------------------------------------------------------------------
+
+def _masking_cases(seed: int = 5) -> list[Case]:
+    """(tokens, candidates, num_preds, vocab, rng) calls on a small vocabulary: no prediction,
+    one, more than the candidates, no candidates, and pairs of random length with random seeds."""
+    import random
+    from collections import Counter
+
+    from bertnli_helpers.data.tokenization import build_book_vocab
+
+    words = [f"w{i}" for i in range(30)]
+    vocab = build_book_vocab(Counter({word: 5 for word in words}), min_freq=1)
+    draw = random.Random(seed)
+
+    def case(kind: str, length: int, num_preds: int, with_candidates: bool = True) -> Case:
+        tokens = ["<cls>", *draw.choices(words, k=length), "<sep>"]
+        candidates = list(range(1, length + 1)) if with_candidates else []
+        return Case(kind, (tokens, candidates, num_preds, vocab, random.Random(draw.random())))
+
+    cases = [case("no token to predict", 6, 0), case("one token to predict", 6, 1),
+             case("more to predict than candidates", 3, 5), case("no candidates", 4, 2, False)]
+    cases += [case("random pairs and seeds", draw.randint(1, 40), draw.randint(1, 8))
+              for _ in range(60)]
+    return cases
+
+
+def _targets_ok(args: tuple, r: Any) -> bool:
+    """The targets: min(num_preds, candidates) distinct candidate positions, each with the
+    token that stood there."""
+    tokens, candidates, num_preds = args[:3]
+    positions = [position for position, _ in r[1]]
+    return (len(positions) == min(num_preds, len(candidates)) == len(set(positions))
+            and set(positions) <= set(candidates)
+            and all(original == tokens[position] for position, original in r[1]))
+
+
+MASKING_RULES = (
+    Rule("it returns (masked tokens, targets): a list as long as the tokens, and a list of "
+         "(position, original token) pairs",
+         lambda args, r: len(r) == 2 and isinstance(r[0], list) and len(r[0]) == len(args[0])
+         and all(len(target) == 2 for target in r[1])),
+    Rule("the first num_preds of the shuffled candidates are the targets (all of them when "
+         "there are fewer), each with the token that stood there",
+         _targets_ok),
+    Rule("only target positions change",
+         lambda args, r: all(new == old for i, (new, old) in enumerate(zip(r[0], args[0]))
+                             if i not in {position for position, _ in r[1]})),
+    Rule("a target becomes <mask>, stays, or becomes a vocabulary token",
+         lambda args, r: all(r[0][position] in args[3].token_to_idx for position, _ in r[1])),
+)
+
+
+@register("07 mlm masking")
+def _mlm_masking(answer: Callable[..., Any]) -> Verdict:
+    """A student's ``my_replace_mlm_tokens(tokens, candidates, num_preds, vocab, rng)`` against
+    ``pretraining.replace_mlm_tokens``: the same draws from the same seed, so equal results."""
+    from bertnli_helpers.train.pretraining import replace_mlm_tokens
+
+    return check_function(answer, replace_mlm_tokens, _masking_cases(), MASKING_RULES,
+                          what="my_replace_mlm_tokens",
+                          mismatch_hint="Draw as the book does, from the rng given: shuffle the "
+                                        "candidates once; then per target one rng.random() < 0.8 "
+                                        "for <mask>, else a second rng.random() < 0.5 to keep "
+                                        "the token, else rng.choice(vocab.idx_to_token).")
