@@ -400,3 +400,31 @@ def test_07_mlm_masking_function():
     assert "first num_preds" in fails("07 mlm masking", every_candidate)
     assert "the token that stood there" in fails("07 mlm masking", records_the_new_token)
     assert "still returns None" in unanswered("07 mlm masking", _stub)
+
+
+def test_05_confusion_matrix_function():
+    import numpy as np
+
+    def right(gold, predicted):
+        table = np.zeros((3, 3), dtype=int)
+        for g, p in zip(gold, predicted):
+            table[g, p] += 1
+        return table
+
+    def transposed(gold, predicted):
+        return right(gold, predicted).T
+
+    def seen_classes_only(gold, predicted):
+        classes = sorted(set(gold) | set(predicted))
+        return [[sum(g == a and p == b for g, p in zip(gold, predicted)) for b in classes]
+                for a in classes]
+
+    def row_shares(gold, predicted):
+        table = right(gold, predicted)
+        return table / np.maximum(table.sum(1, keepdims=True), 1)
+
+    assert check("05 confusion matrix", right)
+    assert "gold in rows" in fails("05 confusion matrix", transposed)
+    assert "absent classes included" in fails("05 confusion matrix", seen_classes_only)
+    assert "add up to the number of pairs" in fails("05 confusion matrix", row_shares)
+    assert "still returns None" in unanswered("05 confusion matrix", _stub)

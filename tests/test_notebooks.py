@@ -221,8 +221,9 @@ def test_exercise_cells_follow_the_nbgrader_convention(name):
         "only answer cells hold what nbgrader treats as a solution"
 
 
-FUNCTION_EXERCISES = [("02_snli_dataset", "my_padding_share"), ("03_truncation", "my_ratio"),
-                      ("04_fine_tuning", "my_pair_features"),
+FUNCTION_EXERCISES = [("01_pretrained_bert", "pack_pair"), ("02_snli_dataset", "my_padding_share"),
+                      ("03_truncation", "my_ratio"), ("04_fine_tuning", "my_pair_features"),
+                      ("05_error_analysis", "my_confusion"),
                       ("07_pretraining", "my_replace_mlm_tokens")]
 
 
@@ -232,11 +233,13 @@ def test_function_exercises_pass_in_the_teacher_edition_and_ask_in_the_student_e
     import torch
 
     from bertnli_helpers.course.exercises import ExerciseNotPassed, check
+    from bertnli_helpers.model.pretrained import load_pretrained
 
     pairs, _ = _exercises(name)
     answer, checked = next((a, c) for a, c in pairs if f"def {function}(" in a.source)
+    given = {"tokenizer": load_pretrained("minilm")[1]} if "tokenizer=" in checked.source else {}
     for edition, passes in ((answer.source, True), (student_edition(answer.source), False)):
-        scope = {"torch": torch, "check": check}
+        scope = {"torch": torch, "check": check, **given}
         exec(edition, scope)  # the notebook's own cell
         if passes:
             exec(checked.source, scope)  # raises ExerciseNotPassed unless right

@@ -616,6 +616,61 @@ def _hard_errors(answer: Any, *, correct: Any, hard: Any) -> Verdict:
                         "Count the rows that are hard and not correct: (~correct & hard).sum().")
 
 
+def _confusion_cases(seed: int = 6) -> list[Case]:
+    """(gold, predicted) label lists: all right, all wrong, a class never predicted, a class
+    absent from gold, one pair, and random ones."""
+    import random
+
+    draw = random.Random(seed)
+    named = [("every prediction right", [0, 1, 2, 2, 1], [0, 1, 2, 2, 1]),
+             ("every prediction wrong", [0, 1, 2, 0], [1, 2, 0, 2]),
+             ("a class never predicted", [0, 1, 2, 1, 0], [0, 0, 2, 2, 0]),
+             ("a class absent from gold", [0, 0, 1, 1], [0, 2, 1, 2]),
+             ("one pair", [2], [1])]
+    cases = [Case(kind, (gold, predicted)) for kind, gold, predicted in named]
+    for _ in range(30):
+        n = draw.randint(1, 40)
+        cases.append(Case("random labels", ([draw.randrange(3) for _ in range(n)],
+                                            [draw.randrange(3) for _ in range(n)])))
+    return cases
+
+
+def _counts(result: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(result, dtype=float)
+
+
+CONFUSION_RULES = (
+    Rule("it returns a 3 x 3 table, one row and one column per class, absent classes included",
+         lambda args, r: _counts(r).shape == (3, 3)),
+    Rule("the cells are counts that add up to the number of pairs",
+         lambda args, r: (_counts(r) >= 0).all() and _counts(r).sum() == len(args[0])),
+    Rule("row i sums to the number of pairs whose gold label is i (gold in rows)",
+         lambda args, r: list(_counts(r).sum(1)) == [args[0].count(i) for i in range(3)]),
+    Rule("column j sums to the number of pairs predicted as j (predictions in columns)",
+         lambda args, r: list(_counts(r).sum(0)) == [args[1].count(j) for j in range(3)]),
+)
+
+
+@register("05 confusion matrix")
+def _confusion_matrix(answer: Callable[..., Any]) -> Verdict:
+    """A student's ``my_confusion(gold, predicted)`` against ``analysis.confusion``."""
+    import numpy as np
+    import pandas as pd
+
+    from bertnli_helpers.study.analysis import confusion
+
+    def reference(gold: list[int], predicted: list[int]) -> Any:
+        return confusion(pd.DataFrame({"gold": gold, "predicted": predicted})).to_numpy()
+
+    return check_function(answer, reference, _confusion_cases(), CONFUSION_RULES,
+                          what="my_confusion",
+                          same=lambda a, b: np.array_equal(_counts(a), _counts(b)),
+                          mismatch_hint="Cell (i, j) counts the pairs with gold label i that "
+                                        "were predicted as j.")
+
+
 @register("05 best temperature")
 def _best_temperature(answer: Any, *, probs: Any, labels: Any, grid: Any) -> Verdict:
     """The temperature of ``grid`` with the lowest cross-entropy of ``probs`` on ``labels``."""
