@@ -71,6 +71,11 @@ def test_check_returns_when_right_raises_when_wrong_and_reveals_on_request():
         check("nowhere", 1)
 
 
+def test_an_answer_of_the_wrong_kind_is_wrong_in_one_line():
+    assert "not of the kind" in fails("05 uniform cross share", [0.5], segments=[0, 0, 1])
+    assert "not of the kind" in fails("03 ratio lengths", 5, p_len=3, h_len=4, budget=5)
+
+
 def test_an_unanswered_check_asks_for_an_answer_and_gives_nothing_away():
     for name, given in [("04 optimizer steps", {"pairs": 1000, "batch_size": 512}),
                         ("04 new parameters", {"hidden_size": 384, "pooling": "pair"})]:

@@ -89,12 +89,22 @@ def check(name: str, answer: Any, *, reveal: bool = False, **given: Any) -> Verd
     if name not in CHECKS:
         raise KeyError(f"no check named {name!r}; known: {', '.join(sorted(CHECKS))}")
     # None is the exercise cell as shipped: nothing to check, nothing to reveal
-    verdict = UNANSWERED if answer is None else CHECKS[name](answer, **given)
+    verdict = UNANSWERED if answer is None else _judged(CHECKS[name], answer, given)
     if reveal:
         verdict = _revealed(verdict)
     if not verdict.correct:
         raise ExerciseNotPassed(name, verdict)
     return verdict
+
+
+def _judged(judge: Callable[..., Verdict], answer: Any, given: dict[str, Any]) -> Verdict:
+    """The check's verdict; an answer of the wrong kind (a list where a number is due, a pair
+    that does not unpack) is a wrong answer with one line, not a traceback."""
+    try:
+        return judge(answer, **given)
+    except (TypeError, ValueError) as error:
+        return Verdict(False, f"This answer is not of the kind the exercise asks for "
+                              f"({type(error).__name__}: {error}); read the exercise again.")
 
 
 def _revealed(verdict: Verdict) -> Verdict:
@@ -268,10 +278,10 @@ def _lengths_cases(kinds: Sequence[tuple[str, int, int, int]], randoms: int,
     import random
 
     rng = random.Random(seed)
-    named = [(kind, p, h, b) for kind, p, h, b in kinds]
     drawn = [("random lengths", rng.randint(0, 30), rng.randint(0, 30), rng.randint(0, 40))
              for _ in range(randoms)]
-    return [Case(kind, (_tokens("p", p), _tokens("h", h), b)) for kind, p, h, b in named + drawn]
+    return [Case(kind, (_tokens("p", p), _tokens("h", h), b))
+            for kind, p, h, b in [*kinds, *drawn]]
 
 
 PACK_RULES = (
