@@ -519,3 +519,12 @@ def test_every_strategy_through_the_dataset(name, dev_raw, dev_raw_ids, wordpiec
     assert truncated.any() and (ds.lengths[truncated] == max_len).all()
     tokens, _, valid_lens = ds.padded()
     assert tokens.shape == (N_PAIRS, max_len) and (valid_lens <= max_len).all()
+
+
+def test_padding_share_counts_each_batch_padded_to_its_longest_pair():
+    from bertnli_helpers.data.dataset import padding_share
+
+    assert padding_share([5, 9, 2, 2], [[0, 1], [2, 3]]) == pytest.approx(1 - 18 / 22)
+    assert padding_share([7, 7, 3], [[0, 1], [2]]) == 0.0  # equal lengths within each batch
+    assert padding_share([4, 8], [[1], [0]]) == 0.0  # batches of one pair never pad
+    assert padding_share([], []) == 0.0

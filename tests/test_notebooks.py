@@ -61,7 +61,7 @@ REIMPLEMENTED = {
     "keepdim=True)": "model.masked_mean",
 }
 DEFINITION = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s", re.MULTILINE)
-EXERCISE_TAG = "exercise"  # a cell tagged so may hold a scaffold for the student to complete
+ANSWER_TAG = "answer"  # a cell tagged so holds what the student writes (docs/exercises.md)
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -71,11 +71,11 @@ def test_notebooks_call_the_package_instead_of_reimplementing_it(name):
         if cell.cell_type != "code":
             continue
         where = f"{name} cell {index}"
-        if EXERCISE_TAG not in cell.metadata.get("tags", []):
+        if ANSWER_TAG not in cell.metadata.get("tags", []):
             assert not DEFINITION.search(cell.source), (
                 f"{where} defines a function or class: move it into bertnli_helpers (with a "
-                "test) and show it with show_source, or tag the cell 'exercise' if it is a "
-                "scaffold for students")
+                "test) and show it with show_source, or make it an exercise's answer cell if "
+                "the student writes it")
         for marker, instead in REIMPLEMENTED.items():
             assert marker not in cell.source, f"{where} re-implements package code ({marker!r}): " \
                 f"call {instead}"
@@ -156,3 +156,94 @@ def test_summary_table_keeps_small_rates_readable():
     table = summary_table([{"notebook": "06_exercises", "seconds": 3.0, "status": "ok",
                             "key numbers": {"best_lr": 1e-4, "dev_accuracy": 0.52149}}])
     assert "best_lr 0.0001" in table and "dev_accuracy 0.521" in table
+
+
+# -- the exercise cells: nbgrader's convention (docs/exercises.md) ---------------------------------
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = "answer = None  # your answer"
+CHECK_CALL = re.compile(r'check\("(\d\d [^"]+)", (\w+)')
+
+
+def _nbgrader(cell) -> dict:
+    return dict(cell.metadata.get("nbgrader", {}))
+
+
+def _exercises(name):
+    """(answer cell, check cell) pairs of a notebook, in order."""
+    nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    cells = nb.cells
+    return [(cell, cells[i + 1]) for i, cell in enumerate(cells)
+            if ANSWER_TAG in cell.metadata.get("tags", [])], cells
+
+
+def student_edition(source: str) -> str:
+    """What nbgrader's ClearSolutions makes of an answer cell: each solution region replaced
+    by the stub, at the indentation of its BEGIN line."""
+    lines, out, inside = source.split("\n"), [], False
+    for line in lines:
+        if line.strip() == BEGIN:
+            inside = True
+            out.append(line[:len(line) - len(line.lstrip())] + STUB)
+        elif line.strip() == END:
+            inside = False
+        elif not inside:
+            out.append(line)
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_exercise_cells_follow_the_nbgrader_convention(name):
+    from bertnli_helpers.course.exercises import CHECKS
+
+    pairs, cells = _exercises(name)
+    assert pairs, f"{name} has no answer cell"
+    number = name[:2]
+    for answer, checked in pairs:
+        meta = _nbgrader(answer)
+        grade_id = meta.get("grade_id", "")
+        assert meta == {"solution": True, "grade": False, "locked": False,
+                        "grade_id": grade_id, "schema_version": 3}, (name, meta)
+        assert re.fullmatch(rf"{number}-[a-z0-9-]+", grade_id), grade_id
+        assert answer.source.count(BEGIN) == answer.source.count(END) == 1
+        assert answer.source.index(BEGIN) < answer.source.index(END)
+        assert "check" in checked.metadata.get("tags", []), f"{grade_id}: a check cell follows"
+        check_meta = _nbgrader(checked)
+        points = check_meta.get("points")
+        assert check_meta == {"solution": False, "grade": True, "locked": True, "points": points,
+                              "grade_id": f"{grade_id}-check", "schema_version": 3}
+        assert isinstance(points, int) and points > 0
+        call = CHECK_CALL.search(checked.source)
+        assert call and call.group(1) in CHECKS and call.group(1).startswith(number), grade_id
+    ids = [_nbgrader(c)["grade_id"] for c in cells if "grade_id" in _nbgrader(c)]
+    assert len(ids) == len(set(ids)), "grade ids are unique"
+    others = [c for c in cells if ANSWER_TAG not in c.metadata.get("tags", [])]
+    assert not any(BEGIN in c.source or _nbgrader(c).get("solution") for c in others), \
+        "only answer cells hold what nbgrader treats as a solution"
+
+
+FUNCTION_EXERCISES = [("01_pretrained_bert", "pack_pair"), ("02_snli_dataset", "my_padding_share"),
+                      ("03_truncation", "my_ratio"), ("04_fine_tuning", "my_pair_features"),
+                      ("05_error_analysis", "my_confusion"),
+                      ("07_pretraining", "my_replace_mlm_tokens")]
+
+
+@pytest.mark.parametrize(("name", "function"), FUNCTION_EXERCISES)
+def test_function_exercises_pass_in_the_teacher_edition_and_ask_in_the_student_edition(
+        name, function):
+    import torch
+
+    from bertnli_helpers.course.exercises import ExerciseNotPassed, check
+    from bertnli_helpers.model.pretrained import load_pretrained
+
+    pairs, _ = _exercises(name)
+    answer, checked = next((a, c) for a, c in pairs if f"def {function}(" in a.source)
+    given = {"tokenizer": load_pretrained("minilm")[1]} if "tokenizer=" in checked.source else {}
+    for edition, passes in ((answer.source, True), (student_edition(answer.source), False)):
+        scope = {"torch": torch, "check": check, **given}
+        exec(edition, scope)  # the notebook's own cell
+        if passes:
+            exec(checked.source, scope)  # raises ExerciseNotPassed unless right
+        else:
+            assert STUB in edition and BEGIN not in edition
+            with pytest.raises(ExerciseNotPassed, match="still returns None"):
+                exec(checked.source, scope)

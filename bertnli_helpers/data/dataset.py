@@ -444,3 +444,12 @@ class RandomBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
+
+
+def padding_share(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    """The share of the positions a batching computes that are padding: each batch of indices
+    computes (its longest length) x (its size) positions, of which the lengths are real."""
+    lengths = np.asarray(lengths)
+    computed = sum(int(lengths[list(batch)].max()) * len(batch) for batch in batches if len(batch))
+    real = sum(int(lengths[list(batch)].sum()) for batch in batches)
+    return 1.0 - real / computed if computed else 0.0
