@@ -18,6 +18,7 @@ import numpy as np
 from scipy import stats
 
 BETTER, WORSE, WITHIN_NOISE = "better", "worse", "within noise"
+NEITHER_LEARNED = "neither learned"
 CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 2000
 _CHUNK = 250
@@ -157,6 +158,33 @@ class LearningCheck:
         return (f"{name} did not learn measurably: accuracy {self.accuracy:.3f} ({ci}) is not "
                 f"above the majority-class rate {self.majority_rate:.3f}; compare it with "
                 "nothing until it trains longer.")
+
+
+def finding(comparison: Comparison, not_learned: Sequence[tuple[str, str]] = ()) -> str:
+    """The verdict to report: the paired one when both sides learned, else which side learned
+    (``not_learned``: ``(name, note)`` per side that did not): one side learning in a budget
+    where the other does not is a finding, but no accuracy difference is read from it."""
+    if not not_learned:
+        return comparison.verdict
+    if len(not_learned) == 2:
+        return NEITHER_LEARNED
+    (loser, _), = not_learned
+    return f"only {comparison.name_b if loser == comparison.name_a else comparison.name_a} learned"
+
+
+def finding_sentence(comparison: Comparison, not_learned: Sequence[tuple[str, str]] = ()) -> str:
+    """:func:`finding` as a sentence, with each idle side's note."""
+    notes = " and ".join(note for _, note in not_learned)
+    verdict = finding(comparison, not_learned)
+    if verdict == NEITHER_LEARNED:
+        return (f"Neither {comparison.name_a} nor {comparison.name_b} learned in this budget "
+                f"({notes}), so their accuracies say nothing about which is better; train longer.")
+    if not_learned:
+        winner = verdict.removeprefix("only ").removesuffix(" learned")
+        loser = not_learned[0][0]
+        return (f"{winner} learned and {loser} did not ({notes}): with this budget, that is the "
+                f"finding. How much better {winner} is needs both sides to learn.")
+    return comparison.sentence()
 
 
 def learning_check(correct: np.ndarray | Sequence, labels: Sequence[int]) -> LearningCheck:

@@ -32,7 +32,14 @@ import pandas as pd
 
 from bertnli_helpers.errors import GridError
 from bertnli_helpers.files import atomic_write, atomic_write_json, atomic_write_text
-from bertnli_helpers.study.comparison import compare, correct_mask, learning_check, seed_spread
+from bertnli_helpers.study.comparison import (
+    compare,
+    correct_mask,
+    finding,
+    finding_sentence,
+    learning_check,
+    seed_spread,
+)
 
 PROBS_FILE = "scored_probs.npy"  # probabilities on the split the verdicts are computed on
 GRID_FILE = "grid.json"
@@ -353,7 +360,7 @@ class GridResult:
             if comparison is not None:
                 row = comparison.row()
                 if idle:  # the same rule as the sentences: no accuracy difference read from it
-                    row["verdict"] = self._learning_verdict(comparison, idle)
+                    row["verdict"] = finding(comparison, idle)
                 rows.append(row)
         return pd.DataFrame(rows)
 
@@ -450,28 +457,20 @@ class GridResult:
                               str(name or changes))
 
     @staticmethod
-    def _sentence(comparison, idle: list[str], what: str) -> str:
+    def _sentence(comparison, idle: list[tuple[str, str]], what: str) -> str:
         if comparison is None:
             return f"{what}: no run to compare yet."
-        if len(idle) == 2:
-            return (f"Neither {comparison.name_a} nor {comparison.name_b} learned in this budget "
-                    f"({' and '.join(note for _, note in idle)}), so their accuracies say nothing "
-                    "about which is better; train longer.")
-        if idle:
-            (loser, note), = idle
-            winner = comparison.name_b if loser == comparison.name_a else comparison.name_a
-            return (f"{winner} learned and {loser} did not ({note}): with this budget, that "
-                    f"is the finding. How much better {winner} is needs both sides to learn.")
-        return comparison.sentence()
+        return finding_sentence(comparison, idle)
 
-    @staticmethod
-    def _learning_verdict(comparison, idle: list[tuple[str, str]]) -> str:
-        """The verdict column when a side did not learn: which one learned, not a difference."""
-        if len(idle) == 2:
-            return "neither learned"
-        (loser, _), = idle
-        winner = comparison.name_b if loser == comparison.name_a else comparison.name_a
-        return f"only {winner} learned"
+    def judged(self, changes: dict[str, Any], name: str | None = None,
+               base_name: str | None = None) -> tuple[str, str, Any]:
+        """``(verdict, sentence, comparison)`` of the variant that makes ``changes`` against the
+        baseline: better / worse / within noise when both learned, else which side learned
+        (:func:`finding`); the comparison is None when no seed has both."""
+        comparison, idle = self.against_baseline(changes, name, base_name)
+        if comparison is None:
+            return "no runs", self._sentence(None, idle, str(name or changes)), None
+        return finding(comparison, idle), finding_sentence(comparison, idle), comparison
 
     def cell_table(self) -> pd.DataFrame:
         """One row per run: its settings, seed and accuracy on the scored pairs."""
