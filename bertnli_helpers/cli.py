@@ -23,7 +23,7 @@ from bertnli_helpers.course.runner import PROFILES
 from bertnli_helpers.data.nli_files import LABEL_ID_ORDERS
 from bertnli_helpers.data.snli import SPLITS
 from bertnli_helpers.data.truncation import STRATEGIES
-from bertnli_helpers.errors import BertNLIError, UsageError
+from bertnli_helpers.errors import BertNLIError, SettingError, UsageError, finite_number
 from bertnli_helpers.model.bert import POOLING_HEADS
 from bertnli_helpers.model.precision import PRECISIONS
 from bertnli_helpers.model.pretrained import NAMED_MODELS
@@ -34,17 +34,38 @@ EXIT_USAGE = 2
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
     return value
 
 
+def _whole_number(text: str) -> int:
+    """``text`` as an int, or argparse's one-line error that quotes it ("3.5" is not one)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+
+
 def _max_len(text: str) -> int:
-    value = int(text)
-    if value < 5:
-        raise argparse.ArgumentTypeError(
-            f"must be at least 5 (<cls> premise <sep> hypothesis <sep>), not {text}")
+    from bertnli_helpers.data.dataset import check_max_len
+
+    try:
+        return check_max_len(_whole_number(text))
+    except SettingError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _positive_float(text: str) -> float:
+    """A finite number above zero (a learning rate): NaN, inf, 0 and -1 are refused here,
+    with the value, before any data are read."""
+    try:
+        value = finite_number(float(text), "the value")
+    except ValueError:  # float()'s own error, or NonFiniteError
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text!r}")
     return value
 
 
@@ -368,7 +389,7 @@ def _precision_arg(q: argparse.ArgumentParser) -> None:
 
 def _data_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--data-dir", help="SNLI folder (default: $BERTNLI_DATA_DIR or download)")
-    q.add_argument("--seed", type=int, default=0, help="seed for sampling and training")
+    q.add_argument("--seed", type=_whole_number, default=0, help="seed for sampling and training")
     q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or auto (default)")
 
 
@@ -387,7 +408,7 @@ def _recipe_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--preset", default="tuned", help="recipe: tuned (default) or book")
     q.add_argument("--epochs", type=_positive_int)
     q.add_argument("--batch-size", type=_positive_int)
-    q.add_argument("--lr", type=float)
+    q.add_argument("--lr", type=_positive_float, help="peak learning rate")
     q.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
     q.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
     q.add_argument("--checkpoint-every", type=_positive_int,
@@ -433,7 +454,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=_positive_int, help="optimizer steps")
     p.add_argument("--max-len", type=_positive_int, help="longest packed sentence pair")
     p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=_positive_float, help="peak learning rate")
     p.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
     p.add_argument("--min-freq", type=_positive_int, help="rarer words become <unk>")
     p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
