@@ -49,10 +49,10 @@ def _whole_number(text: str) -> int:
 
 
 def _max_len(text: str) -> int:
-    from bertnli_helpers.data.dataset import check_max_len
+    from bertnli_helpers.data.dataset import checked_max_len
 
     try:
-        return check_max_len(_whole_number(text))
+        return checked_max_len(_whole_number(text))
     except SettingError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
@@ -242,15 +242,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from bertnli_helpers.data.snli import read_records
     from bertnli_helpers.files import run_folder_lock
     from bertnli_helpers.model.inference import evaluate
-    from bertnli_helpers.train.runs import METRICS_FILE, load_finetuned, read_json, write_metrics
+    from bertnli_helpers.train.runs import load_finetuned, read_metrics, write_metrics
 
     net, tokenizer, info = load_finetuned(args.run, device=args.device)
     split = read_records(args.data_dir, args.split).sample(args.size, args.seed)
     data = SNLIBERTDataset(split, tokenizer, info.max_len, info.truncation)
     metrics = evaluate(net, data, precision=_say_precision(args.precision, net))
     with run_folder_lock(args.run):  # the run's own figures stay; this one is added beside them
-        path = Path(args.run) / METRICS_FILE
-        evaluations = (read_json(path) if path.exists() else {}).get("evaluations", {})
+        evaluations = read_metrics(args.run).get("evaluations", {})
         evaluations[args.split] = {**metrics, "sample": args.size, "seed": args.seed}
         write_metrics(args.run, {"evaluations": evaluations})
     print(json.dumps({"split": args.split, **metrics}, indent=2))

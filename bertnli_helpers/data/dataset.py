@@ -153,7 +153,7 @@ def _pack_chunk(
 MIN_MAX_LEN = SPECIAL_TOKENS_PER_PAIR + 2  # a token of each sentence beside the special ones
 
 
-def check_max_len(max_len: int) -> int:
+def checked_max_len(max_len: int) -> int:
     """``max_len`` if it holds <cls> p <sep> h <sep> with a token of each side: the one home of
     the rule that the CLI, grids and encoding all apply."""
     whole = isinstance(max_len, numbers.Integral) and not isinstance(max_len, bool)
@@ -175,7 +175,7 @@ def encode_pairs(
 ) -> EncodedPairs:
     """Tokenize the pairs in batch calls of ``chunk_size`` pairs, truncate the pairs that do not
     fit, and pack them back to back; memory beyond the result stays bounded by the chunk."""
-    budget = check_max_len(max_len) - SPECIAL_TOKENS_PER_PAIR
+    budget = checked_max_len(max_len) - SPECIAL_TOKENS_PER_PAIR
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     premises, hypotheses, labels = _as_triple((premises, hypotheses, labels), "book")
