@@ -12,6 +12,7 @@ has one writer at a time.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -23,7 +24,13 @@ from bertnli_helpers.course.runner import PROFILES
 from bertnli_helpers.data.nli_files import LABEL_ID_ORDERS
 from bertnli_helpers.data.snli import SPLITS
 from bertnli_helpers.data.truncation import STRATEGIES
-from bertnli_helpers.errors import BertNLIError, SettingError, UsageError, finite_number
+from bertnli_helpers.errors import (
+    BertNLIError,
+    NonFiniteError,
+    SettingError,
+    UsageError,
+    finite_number,
+)
 from bertnli_helpers.model.bert import POOLING_HEADS
 from bertnli_helpers.model.precision import PRECISIONS
 from bertnli_helpers.model.pretrained import NAMED_MODELS
@@ -278,50 +285,17 @@ def evaluate_file_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_pair_file(path: Path) -> tuple[list[str], list[str]]:
-    if not path.exists():
-        raise FileNotFoundError(f"pairs file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise UsageError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
-    premises, hypotheses = [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UsageError(f"{path}, line {number}: not valid JSON ({err.msg}, column "
-                                 f"{err.colno})") from None
-            if not isinstance(row, dict):
-                raise UsageError(f"{path}, line {number}: expected a JSON object with premise "
-                                 f"and hypothesis, got {type(row).__name__}")
-            premise, hypothesis = row.get("premise", row.get("sentence1")), row.get(
-                "hypothesis", row.get("sentence2"))
-        else:
-            parts = line.split("\t")
-            premise, hypothesis = parts if len(parts) == 2 else (None, None)
-        if not isinstance(premise, str) or not isinstance(hypothesis, str) or not (
-                premise and hypothesis):
-            raise UsageError(
-                f"{path}, line {number}: expected 'premise<TAB>hypothesis' (or JSON with "
-                "premise/hypothesis or sentence1/sentence2)"
-            )
-        premises.append(premise)
-        hypotheses.append(hypothesis)
-    return premises, hypotheses
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from bertnli_helpers.data.dataset import SNLIBERTDataset
+    from bertnli_helpers.data.nli_files import read_pairs
     from bertnli_helpers.data.snli import LABEL_NAMES
     from bertnli_helpers.model.inference import predict
     from bertnli_helpers.train.runs import load_finetuned
 
     if args.file:
-        premises, hypotheses = _read_pair_file(Path(args.file))
+        premises, hypotheses = read_pairs(args.file)
     elif args.premise and args.hypothesis:
         premises, hypotheses = [args.premise], [args.hypothesis]
     else:
@@ -336,10 +310,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"note: {truncated} pair(s) were longer than max_len={info.max_len} and truncated "
               f"({info.truncation})", file=sys.stderr)
     probs = predict(net, data, precision=_say_precision(args.precision, net))
-    print("\t".join(["label", *LABEL_NAMES, "premise", "hypothesis"]))
+    if not np.isfinite(probs).all():  # a model whose weights hold NaN: say so, print no nan
+        raise NonFiniteError(f"the weights of {args.run} give non-finite probabilities "
+                             "(trained to NaN?): fine-tune it again with a lower --lr")
+    # csv quotes a sentence holding a tab, newline or quote, so every row stays one record
+    out = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
+    out.writerow(["label", *LABEL_NAMES, "premise", "hypothesis"])
     for p, h, row in zip(premises, hypotheses, probs):
-        label = LABEL_NAMES[int(row.argmax())]
-        print("\t".join([label, *(f"{x:.4f}" for x in row), p, h]))
+        out.writerow([LABEL_NAMES[int(row.argmax())], *(f"{x:.4f}" for x in row), p, h])
     return 0
 
 
