@@ -278,9 +278,15 @@ def evaluate_file_command(args: argparse.Namespace) -> int:
 
     json_path, predictions_path = report_paths(args.run, args.file, args.out, args.predictions)
     report = evaluate_file(args.run, args.file, label_ids=args.label_ids, size=args.size,
-                           seed=args.seed, device=args.device, by=args.by or ())
+                           seed=args.seed, device=args.device, by=args.by or (),
+                           precision=args.precision)
     content = write_report(report, json_path, predictions_path, args.by or ())
     print(json.dumps(content, indent=2))
+    print(f"accuracy {content['accuracy']:.4f} against {content['majority_rate']:.4f} for always "
+          f"saying {content['majority_label']} (precision {content['precision']})",
+          file=sys.stderr)
+    if "note" in content:
+        print(f"note: {content['note']}", file=sys.stderr)
     print(f"report in {json_path}, one line per pair in {predictions_path}", file=sys.stderr)
     return 0
 
