@@ -202,18 +202,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bertnli_helpers.study.grids import (
         GridSpec,
         markdown_table,
-        parse_value,
+        parse_baseline,
         parse_vary,
         run_grid,
         variant_label,
     )
 
     vary = parse_vary(args.vary)
-    baseline = {}
-    for item in args.baseline or []:
-        name, _, value = item.partition("=")
-        baseline[name.strip().replace("-", "_")] = parse_value(name.strip().replace("-", "_"),
-                                                               value.strip())
+    baseline = parse_baseline(args.baseline or [])
     info, config = recipe(args)
     spec = GridSpec(info, config, vary, seeds=args.seeds, baseline=baseline or None,
                     train_size=args.train_size, dev_size=args.dev_size,
