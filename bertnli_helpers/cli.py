@@ -76,6 +76,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _output_folder(text: str) -> str:
+    """An ``--output`` that is not an existing file: refused by name before any work."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder: choose a folder")
+    return text
+
+
 def _strategy_name(text: str) -> str:
     """A truncation strategy's name as ``truncation.get_strategy`` reads it ('-' as '_')."""
     return text.strip().replace("-", "_")
@@ -393,7 +400,8 @@ def _recipe_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--checkpoint-every", type=_positive_int,
                    help="checkpoint every N steps")
     q.add_argument("--freeze-encoder", action="store_true",
-                   help="train only the MLP on <cls>")
+                   help="keep the pretrained encoder as loaded and train only the classifier "
+                   "on top (of the --pooling head's vector)")
     q.add_argument("--pooling", default="auto", choices=["auto", *POOLING_HEADS],
                    help="what the classifier reads: the <cls> state (cls, the book's), the "
                    "mean of all token states (mean), premise and hypothesis means compared "
@@ -414,7 +422,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
                        description="Fine-tune, pick the best epoch on dev, report test accuracy. "
                                    "The output folder gets checkpoint, config, history, metrics.")
     _recipe_args(p)
-    p.add_argument("--output", required=True, help="folder for the run")
+    p.add_argument("--output", required=True, type=_output_folder, help="folder for the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.set_defaults(func=cmd_finetune)
 
@@ -426,7 +434,8 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         "the train split's sentences only, pretrain a BERT of the preset's sizes, and write "
         "OUTPUT/pretrained.zip in the book's format (vocab.json + pretrained.params), which "
         "load_pretrained and --model read like bert.small. Resumable with --resume.")
-    p.add_argument("--output", required=True, help="folder for the checkpoint and the zip")
+    p.add_argument("--output", required=True, type=_output_folder,
+                   help="folder for the checkpoint and the zip")
     p.add_argument("--preset", default="quick", choices=list(PRETRAIN_PRESETS),
                    help="sizes and steps: tiny (seconds), quick (default, CPU minutes), full (GPU)")
     _data_args(p)
@@ -461,7 +470,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                    "comparison chooses a setting and test must stay unseen)")
     p.add_argument("--jobs", type=_positive_int,
                    help="runs at once (default: one per GPU, else one per 4 CPU cores)")
-    p.add_argument("--output", required=True, help="folder for the grid's runs and tables")
+    p.add_argument("--output", required=True, type=_output_folder,
+                   help="folder for the grid's runs and tables")
     p.set_defaults(func=cmd_compare)
 
 
@@ -520,7 +530,7 @@ def _add_truncation_report(sub: argparse._SubParsersAction) -> None:
 def _add_course(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("course", help="run every notebook and write executed copies and HTML")
     p.add_argument("--profile", default="quick", choices=list(PROFILES))
-    p.add_argument("--output", default="course_output")
+    p.add_argument("--output", default="course_output", type=_output_folder)
     p.add_argument("--notebooks", nargs="+", help="only these notebooks (names or numbers)")
     p.add_argument("--model", default=None, help="override the profile's model")
     p.add_argument("--data-dir", default=None)

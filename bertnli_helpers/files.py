@@ -53,7 +53,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    except OSError as err:  # name the file the user asked for, not our hidden temporary one
+        raise _naming(err, path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -68,6 +71,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
                                 "choose a folder on another disk) and run again") from None
         raise
     return path
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """The same system error (read-only, permission, full disk) about ``path``: what the user
+    chose, where our own temporary or lock file would have been only a puzzle."""
+    if _disk_full(err):
+        return DiskFullError(f"no space left on device writing {path}; free some space and run "
+                             "again")
+    return type(err)(err.errno, f"{err.strerror} (cannot write there)", str(path))
 
 
 def _disk_full(err: BaseException | None) -> bool:
@@ -157,7 +169,10 @@ def _take_lock(path: Path, folder: Path) -> int:
     """Lock ``path`` and write our pid in it; a lock file that its holder removed between our
     open and our lock is a stale inode, so open the path again."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as err:  # a read-only folder: name it, not our lock file
+            raise _naming(err, folder) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

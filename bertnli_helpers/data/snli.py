@@ -312,8 +312,8 @@ def _parse(path: Path, name: str) -> SNLISplit:
 
 def _warn_if_sample(result: SNLISplit, stacklevel: int) -> None:
     official = OFFICIAL_PAIRS["train"]
-    if result.split != "train" or len(result) >= SAMPLE_FRACTION * official:
-        return
+    if result.split != "train" or len(result) >= SAMPLE_FRACTION * official or not result:
+        return  # an empty file is no sample: EmptySplitError says so where pairs are needed
     warnings.warn(
         f"{result.path} holds {len(result):,} usable train pairs, {len(result) / official:.1%} of "
         f"the official {official:,}: it is a sample, so models trained on it give low-resource "
