@@ -158,7 +158,7 @@ def checked_max_len(max_len: int) -> int:
     the rule that the CLI, grids and encoding all apply."""
     whole = isinstance(max_len, numbers.Integral) and not isinstance(max_len, bool)
     if not whole or max_len < MIN_MAX_LEN:
-        raise SettingError(f"max_len must be a whole number of at least {MIN_MAX_LEN} to hold "
+        raise SettingError(f"max_len must be at least {MIN_MAX_LEN}, a whole number, to hold "
                            f"<cls> premise <sep> hypothesis <sep>, not {max_len!r}")
     return max_len
 
