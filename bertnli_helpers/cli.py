@@ -12,6 +12,7 @@ has one writer at a time.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -23,7 +24,13 @@ from bertnli_helpers.course.runner import PROFILES
 from bertnli_helpers.data.nli_files import LABEL_ID_ORDERS
 from bertnli_helpers.data.snli import SPLITS
 from bertnli_helpers.data.truncation import STRATEGIES
-from bertnli_helpers.errors import BertNLIError, UsageError
+from bertnli_helpers.errors import (
+    BertNLIError,
+    NonFiniteError,
+    SettingError,
+    UsageError,
+    finite_number,
+)
 from bertnli_helpers.model.bert import POOLING_HEADS
 from bertnli_helpers.model.precision import PRECISIONS
 from bertnli_helpers.model.pretrained import NAMED_MODELS
@@ -34,18 +41,46 @@ EXIT_USAGE = 2
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
     return value
 
 
+def _whole_number(text: str) -> int:
+    """``text`` as an int, or argparse's one-line error that quotes it ("3.5" is not one)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+
+
 def _max_len(text: str) -> int:
-    value = int(text)
-    if value < 5:
-        raise argparse.ArgumentTypeError(
-            f"must be at least 5 (<cls> premise <sep> hypothesis <sep>), not {text}")
+    from bertnli_helpers.data.dataset import checked_max_len
+
+    try:
+        return checked_max_len(_whole_number(text))
+    except SettingError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _positive_float(text: str) -> float:
+    """A finite number above zero (a learning rate): NaN, inf, 0 and -1 are refused here,
+    with the value, before any data are read."""
+    try:
+        value = finite_number(float(text), "the value")
+    except ValueError:  # float()'s own error, or NonFiniteError
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text!r}")
     return value
+
+
+def _output_folder(text: str) -> str:
+    """An ``--output`` that is not an existing file: refused by name before any work."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder: choose a folder")
+    return text
 
 
 def _strategy_name(text: str) -> str:
@@ -174,18 +209,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bertnli_helpers.study.grids import (
         GridSpec,
         markdown_table,
-        parse_value,
+        parse_baseline,
         parse_vary,
         run_grid,
         variant_label,
     )
 
     vary = parse_vary(args.vary)
-    baseline = {}
-    for item in args.baseline or []:
-        name, _, value = item.partition("=")
-        baseline[name.strip().replace("-", "_")] = parse_value(name.strip().replace("-", "_"),
-                                                               value.strip())
+    baseline = parse_baseline(args.baseline or [])
     info, config = recipe(args)
     spec = GridSpec(info, config, vary, seeds=args.seeds, baseline=baseline or None,
                     train_size=args.train_size, dev_size=args.dev_size,
@@ -221,15 +252,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from bertnli_helpers.data.snli import read_records
     from bertnli_helpers.files import run_folder_lock
     from bertnli_helpers.model.inference import evaluate
-    from bertnli_helpers.train.runs import METRICS_FILE, load_finetuned, read_json, write_metrics
+    from bertnli_helpers.train.runs import load_finetuned, read_metrics, write_metrics
 
     net, tokenizer, info = load_finetuned(args.run, device=args.device)
     split = read_records(args.data_dir, args.split).sample(args.size, args.seed)
     data = SNLIBERTDataset(split, tokenizer, info.max_len, info.truncation)
     metrics = evaluate(net, data, precision=_say_precision(args.precision, net))
     with run_folder_lock(args.run):  # the run's own figures stay; this one is added beside them
-        path = Path(args.run) / METRICS_FILE
-        evaluations = (read_json(path) if path.exists() else {}).get("evaluations", {})
+        evaluations = read_metrics(args.run).get("evaluations", {})
         evaluations[args.split] = {**metrics, "sample": args.size, "seed": args.seed}
         write_metrics(args.run, {"evaluations": evaluations})
     print(json.dumps({"split": args.split, **metrics}, indent=2))
@@ -251,57 +281,30 @@ def evaluate_file_command(args: argparse.Namespace) -> int:
 
     json_path, predictions_path = report_paths(args.run, args.file, args.out, args.predictions)
     report = evaluate_file(args.run, args.file, label_ids=args.label_ids, size=args.size,
-                           seed=args.seed, device=args.device, by=args.by or ())
+                           seed=args.seed, device=args.device, by=args.by or (),
+                           precision=args.precision)
     content = write_report(report, json_path, predictions_path, args.by or ())
     print(json.dumps(content, indent=2))
+    print(f"accuracy {content['accuracy']:.4f} against {content['majority_rate']:.4f} for always "
+          f"saying {content['majority_label']} (precision {content['precision']})",
+          file=sys.stderr)
+    if "note" in content:
+        print(f"note: {content['note']}", file=sys.stderr)
     print(f"report in {json_path}, one line per pair in {predictions_path}", file=sys.stderr)
     return 0
 
 
-def _read_pair_file(path: Path) -> tuple[list[str], list[str]]:
-    if not path.exists():
-        raise FileNotFoundError(f"pairs file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise UsageError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
-    premises, hypotheses = [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UsageError(f"{path}, line {number}: not valid JSON ({err.msg}, column "
-                                 f"{err.colno})") from None
-            if not isinstance(row, dict):
-                raise UsageError(f"{path}, line {number}: expected a JSON object with premise "
-                                 f"and hypothesis, got {type(row).__name__}")
-            premise, hypothesis = row.get("premise", row.get("sentence1")), row.get(
-                "hypothesis", row.get("sentence2"))
-        else:
-            parts = line.split("\t")
-            premise, hypothesis = parts if len(parts) == 2 else (None, None)
-        if not isinstance(premise, str) or not isinstance(hypothesis, str) or not (
-                premise and hypothesis):
-            raise UsageError(
-                f"{path}, line {number}: expected 'premise<TAB>hypothesis' (or JSON with "
-                "premise/hypothesis or sentence1/sentence2)"
-            )
-        premises.append(premise)
-        hypotheses.append(hypothesis)
-    return premises, hypotheses
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from bertnli_helpers.data.dataset import SNLIBERTDataset
+    from bertnli_helpers.data.nli_files import read_pairs
     from bertnli_helpers.data.snli import LABEL_NAMES
     from bertnli_helpers.model.inference import predict
     from bertnli_helpers.train.runs import load_finetuned
 
     if args.file:
-        premises, hypotheses = _read_pair_file(Path(args.file))
+        premises, hypotheses = read_pairs(args.file)
     elif args.premise and args.hypothesis:
         premises, hypotheses = [args.premise], [args.hypothesis]
     else:
@@ -316,10 +319,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"note: {truncated} pair(s) were longer than max_len={info.max_len} and truncated "
               f"({info.truncation})", file=sys.stderr)
     probs = predict(net, data, precision=_say_precision(args.precision, net))
-    print("\t".join(["label", *LABEL_NAMES, "premise", "hypothesis"]))
+    if not np.isfinite(probs).all():  # a model whose weights hold NaN: say so, print no nan
+        raise NonFiniteError(f"the weights of {args.run} give non-finite probabilities "
+                             "(trained to NaN?): fine-tune it again with a lower --lr")
+    # csv quotes a sentence holding a tab, newline or quote, so every row stays one record
+    out = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
+    out.writerow(["label", *LABEL_NAMES, "premise", "hypothesis"])
     for p, h, row in zip(premises, hypotheses, probs):
-        label = LABEL_NAMES[int(row.argmax())]
-        print("\t".join([label, *(f"{x:.4f}" for x in row), p, h]))
+        out.writerow([LABEL_NAMES[int(row.argmax())], *(f"{x:.4f}" for x in row), p, h])
     return 0
 
 
@@ -368,7 +375,7 @@ def _precision_arg(q: argparse.ArgumentParser) -> None:
 
 def _data_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--data-dir", help="SNLI folder (default: $BERTNLI_DATA_DIR or download)")
-    q.add_argument("--seed", type=int, default=0, help="seed for sampling and training")
+    q.add_argument("--seed", type=_whole_number, default=0, help="seed for sampling and training")
     q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or auto (default)")
 
 
@@ -387,13 +394,14 @@ def _recipe_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--preset", default="tuned", help="recipe: tuned (default) or book")
     q.add_argument("--epochs", type=_positive_int)
     q.add_argument("--batch-size", type=_positive_int)
-    q.add_argument("--lr", type=float)
+    q.add_argument("--lr", type=_positive_float, help="peak learning rate")
     q.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
     q.add_argument("--eval-every", type=_positive_int, help="also evaluate every N steps")
     q.add_argument("--checkpoint-every", type=_positive_int,
                    help="checkpoint every N steps")
     q.add_argument("--freeze-encoder", action="store_true",
-                   help="train only the MLP on <cls>")
+                   help="keep the pretrained encoder as loaded and train only the classifier "
+                   "on top (of the --pooling head's vector)")
     q.add_argument("--pooling", default="auto", choices=["auto", *POOLING_HEADS],
                    help="what the classifier reads: the <cls> state (cls, the book's), the "
                    "mean of all token states (mean), premise and hypothesis means compared "
@@ -414,7 +422,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
                        description="Fine-tune, pick the best epoch on dev, report test accuracy. "
                                    "The output folder gets checkpoint, config, history, metrics.")
     _recipe_args(p)
-    p.add_argument("--output", required=True, help="folder for the run")
+    p.add_argument("--output", required=True, type=_output_folder, help="folder for the run")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.set_defaults(func=cmd_finetune)
 
@@ -426,14 +434,15 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         "the train split's sentences only, pretrain a BERT of the preset's sizes, and write "
         "OUTPUT/pretrained.zip in the book's format (vocab.json + pretrained.params), which "
         "load_pretrained and --model read like bert.small. Resumable with --resume.")
-    p.add_argument("--output", required=True, help="folder for the checkpoint and the zip")
+    p.add_argument("--output", required=True, type=_output_folder,
+                   help="folder for the checkpoint and the zip")
     p.add_argument("--preset", default="quick", choices=list(PRETRAIN_PRESETS),
                    help="sizes and steps: tiny (seconds), quick (default, CPU minutes), full (GPU)")
     _data_args(p)
     p.add_argument("--steps", type=_positive_int, help="optimizer steps")
     p.add_argument("--max-len", type=_positive_int, help="longest packed sentence pair")
     p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=_positive_float, help="peak learning rate")
     p.add_argument("--train-size", type=_positive_int, help="random sample of train pairs")
     p.add_argument("--min-freq", type=_positive_int, help="rarer words become <unk>")
     p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
@@ -461,7 +470,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                    "comparison chooses a setting and test must stay unseen)")
     p.add_argument("--jobs", type=_positive_int,
                    help="runs at once (default: one per GPU, else one per 4 CPU cores)")
-    p.add_argument("--output", required=True, help="folder for the grid's runs and tables")
+    p.add_argument("--output", required=True, type=_output_folder,
+                   help="folder for the grid's runs and tables")
     p.set_defaults(func=cmd_compare)
 
 
@@ -520,7 +530,7 @@ def _add_truncation_report(sub: argparse._SubParsersAction) -> None:
 def _add_course(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("course", help="run every notebook and write executed copies and HTML")
     p.add_argument("--profile", default="quick", choices=list(PROFILES))
-    p.add_argument("--output", default="course_output")
+    p.add_argument("--output", default="course_output", type=_output_folder)
     p.add_argument("--notebooks", nargs="+", help="only these notebooks (names or numbers)")
     p.add_argument("--model", default=None, help="override the profile's model")
     p.add_argument("--data-dir", default=None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class BertNLIError(Exception):
     """Base class for every error raised on purpose by bertnli_helpers."""
@@ -111,3 +113,19 @@ class SettingError(BertNLIError, ValueError):
 
 class CorruptArchiveError(BertNLIError, ValueError):
     """An archive that cannot be read to the end (truncated, or its sizes and data disagree)."""
+
+
+class NonFiniteError(BertNLIError, ValueError):
+    """A number that must be finite is NaN or infinite (an argument, a loss, a weight)."""
+
+
+class DiskFullError(BertNLIError, OSError):
+    """The disk filled up while a file was written; the partial file is removed."""
+
+
+def finite_number(value: float, what: str) -> float:
+    """``value`` if it is a finite number, else a :class:`NonFiniteError` naming ``what``: the
+    one home of the rule that NaN and infinity never reach training or a file."""
+    if not math.isfinite(value):
+        raise NonFiniteError(f"{what} must be a finite number, not {value}")
+    return value

@@ -13,6 +13,7 @@ lock), with the holder's pid in it for the refusal message of a second writer.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -23,7 +24,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from bertnli_helpers.errors import FolderLockedError
+from bertnli_helpers.errors import DiskFullError, FolderLockedError
 
 try:
     import fcntl
@@ -52,7 +53,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    except OSError as err:  # name the file the user asked for, not our hidden temporary one
+        raise _naming(err, path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -60,10 +64,32 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if _disk_full(err):  # torch hides the OSError behind its own RuntimeError
+            raise DiskFullError(f"no space left on device writing {path}; free some space (or "
+                                "choose a folder on another disk) and run again") from None
         raise
     return path
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """The same system error (read-only, permission, full disk) about ``path``: what the user
+    chose, where our own temporary or lock file would have been only a puzzle."""
+    if _disk_full(err):
+        return DiskFullError(f"no space left on device writing {path}; free some space and run "
+                             "again")
+    return type(err)(err.errno, f"{err.strerror} (cannot write there)", str(path))
+
+
+def _disk_full(err: BaseException | None) -> bool:
+    """Whether ``err``, or an error it was raised while handling, is a full disk or quota."""
+    seen = 0
+    while err is not None and seen < 8:  # a short chain: torch wraps the OSError once or twice
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -71,7 +97,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+    # allow_nan=False: NaN and Infinity are not JSON, and a NaN in a report is a bug upstream
+    return atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
@@ -142,7 +169,10 @@ def _take_lock(path: Path, folder: Path) -> int:
     """Lock ``path`` and write our pid in it; a lock file that its holder removed between our
     open and our lock is a stale inode, so open the path again."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as err:  # a read-only folder: name it, not our lock file
+            raise _naming(err, folder) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -156,8 +186,16 @@ def _take_lock(path: Path, folder: Path) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            except OSError as err:  # a full disk: leave no empty lock file behind
+                path.unlink(missing_ok=True)
+                os.close(fd)
+                if _disk_full(err):
+                    raise DiskFullError(f"no space left on device writing {path}; free some "
+                                        "space and run again") from None
+                raise
             return fd
         os.close(fd)
 

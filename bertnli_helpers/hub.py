@@ -140,8 +140,8 @@ def resource(name: str) -> Resource:
     except KeyError:
         known = ", ".join(sorted(REGISTRY)) or "(none)"
         raise UnknownResourceError(
-            f"unknown resource {name!r}; known resources: {known}. "
-            "Add it with bertnli_helpers.hub.register()."
+            f"unknown resource {name!r}; known resources: {known}, or "
+            "the URL of a file"
         ) from None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import numbers
 import warnings
 import zipfile
 import zlib
@@ -149,6 +150,19 @@ def _pack_chunk(
     return out, row_len, p_len, p_full, h_full
 
 
+MIN_MAX_LEN = SPECIAL_TOKENS_PER_PAIR + 2  # a token of each sentence beside the special ones
+
+
+def checked_max_len(max_len: int) -> int:
+    """``max_len`` if it holds <cls> p <sep> h <sep> with a token of each side: the one home of
+    the rule that the CLI, grids and encoding all apply."""
+    whole = isinstance(max_len, numbers.Integral) and not isinstance(max_len, bool)
+    if not whole or max_len < MIN_MAX_LEN:
+        raise SettingError(f"max_len must be at least {MIN_MAX_LEN}, a whole number, to hold "
+                           f"<cls> premise <sep> hypothesis <sep>, not {max_len!r}")
+    return max_len
+
+
 def encode_pairs(
     premises: Sequence[str],
     hypotheses: Sequence[str],
@@ -161,10 +175,7 @@ def encode_pairs(
 ) -> EncodedPairs:
     """Tokenize the pairs in batch calls of ``chunk_size`` pairs, truncate the pairs that do not
     fit, and pack them back to back; memory beyond the result stays bounded by the chunk."""
-    budget = max_len - SPECIAL_TOKENS_PER_PAIR
-    if budget < 2:
-        raise SettingError(f"max_len must be at least 5 to hold <cls> p <sep> h <sep>, "
-                           f"not {max_len}")
+    budget = checked_max_len(max_len) - SPECIAL_TOKENS_PER_PAIR
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     premises, hypotheses, labels = _as_triple((premises, hypotheses, labels), "book")

@@ -27,6 +27,7 @@ each names the file and the line.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -54,6 +55,7 @@ __all__ = [
     "NLIFile",
     "NLIPair",
     "read_nli_file",
+    "read_pairs",
     "two_class_names",
     "write_nli_file",
 ]
@@ -160,27 +162,41 @@ class NLIFile:
 
 
 # -- reading rows -------------------------------------------------------------------------------
-def _tsv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+Rows = Iterator[tuple[int, dict[str, Any]]]
+
+
+def _tsv_rows(path: Path, positional: bool = False) -> Rows:
+    """Rows of a tab-separated file with a header line naming the columns; with ``positional``
+    (unlabelled pairs for ``predict``) a file without one is read as premise<TAB>hypothesis."""
     lines = numbered_lines(path)
     first = next(lines, None)
     if first is None:
-        raise line_error(path, 1, "empty file: expected a tab-separated header line")
+        raise line_error(path, 1, "empty file: no pairs to read")
     header = first[1].split("\t")
     if not any(name in header for name in (*PREMISE_FIELDS, *LABEL_FIELDS)):
-        raise line_error(path, 1, f"expected a header naming the columns ({_expected()}), got "
-                         f"{first[1][:120]!r}")
+        if not positional:
+            raise line_error(path, 1, f"expected a header naming the columns ({_expected()}), "
+                             f"got {first[1][:120]!r}")
+        header = ["premise", "hypothesis"]
+        lines = itertools.chain([first], lines)
     for lineno, text in lines:
         if not text.strip():
             continue
         cells = text.split("\t")
         if len(cells) != len(header):
-            what = f"{len(cells)} tab-separated columns, the header has {len(header)}"
+            what = (f"{len(cells)} tab-separated columns, the header has {len(header)}"
+                    if header != ["premise", "hypothesis"] else
+                    f"expected 'premise<TAB>hypothesis', got {len(cells)} tab-separated columns")
             raise line_error(path, lineno, what)
         yield lineno, dict(zip(header, cells, strict=True))
 
 
-FILE_FORMATS: dict[str, Callable[[Path], Iterator[tuple[int, dict[str, Any]]]]] = {
-    ".jsonl": jsonl_rows,
+def _jsonl_rows(path: Path, positional: bool = False) -> Rows:
+    return jsonl_rows(path)
+
+
+FILE_FORMATS: dict[str, Callable[[Path, bool], Rows]] = {
+    ".jsonl": _jsonl_rows,
     ".txt": _tsv_rows,
     ".tsv": _tsv_rows,
 }
@@ -191,7 +207,7 @@ def _expected() -> str:
             f"; label: {' or '.join(LABEL_FIELDS)}")
 
 
-def _format_of(path: Path) -> Callable[[Path], Iterator[tuple[int, dict[str, Any]]]]:
+def _format_of(path: Path) -> Callable[[Path, bool], Rows]:
     suffixes = [s for s in path.suffixes if s != ".gz"]
     if suffixes and suffixes[-1] in FILE_FORMATS:
         return FILE_FORMATS[suffixes[-1]]
@@ -229,6 +245,19 @@ def _label_name(path: Path, lineno: int, value: Any, label_ids: str | None) -> s
     return LABEL_ALIASES[text]
 
 
+def _pair_texts(path: Path, lineno: int, row: dict[str, Any]) -> tuple[str, str]:
+    """The premise and hypothesis of a row; a missing or empty one is an error naming the line
+    (the rule ``predict`` and ``evaluate --file`` share)."""
+    texts = []
+    for role, names in (("premise", PREMISE_FIELDS), ("hypothesis", HYPOTHESIS_FIELDS)):
+        key = _first_field(row, names)
+        if key is None or not isinstance(row[key], str) or not row[key].strip():
+            raise line_error(path, lineno, f"no {role} text (looked for the field "
+                             f"{' or '.join(names)})")
+        texts.append(row[key])
+    return texts[0], texts[1]
+
+
 def _pair(path: Path, lineno: int, row: dict[str, Any], label_ids: str | None) -> NLIPair | None:
     """A pair from one row, or None when it has no gold label; errors name the line."""
     keys = {role: _first_field(row, names) for role, names in
@@ -238,12 +267,7 @@ def _pair(path: Path, lineno: int, row: dict[str, Any], label_ids: str | None) -
         raise line_error(path, lineno, f"no label (looked for the field "
                          f"{' or '.join(LABEL_FIELDS)}): evaluating needs labelled pairs; "
                          "'bertnli predict --file' labels pairs that have none")
-    for role in ("premise", "hypothesis"):
-        key = keys[role]
-        names = PREMISE_FIELDS if role == "premise" else HYPOTHESIS_FIELDS
-        if key is None or not isinstance(row[key], str) or not row[key].strip():
-            raise line_error(path, lineno, f"no {role} text (looked for the field "
-                             f"{' or '.join(names)})")
+    _pair_texts(path, lineno, row)
     name = _label_name(path, lineno, row[keys["label"]], label_ids)
     if name is None:
         return None
@@ -271,17 +295,40 @@ def _label_space(path: Path, pairs: list[NLIPair]) -> str:
     return "two"
 
 
-def read_nli_file(path: str | os.PathLike[str], *, label_ids: str | None = None) -> NLIFile:
-    """Every labelled pair of an NLI file (see the module's docstring for what it reads)."""
+def _existing_file(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise SettingError(f"{path} is a folder, not a file of pairs: give the file's path")
     if not path.is_file():
         raise FileNotFoundError(f"NLI file not found: {path}")
+    return path
+
+
+def read_pairs(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """The premises and hypotheses of a file of pairs, labelled or not (``bertnli predict
+    --file``), read by the rules of :func:`read_nli_file` (formats, gzip, BOM, header, empty
+    text, empty file, the same errors); a tab-separated file may also have no header and hold
+    premise<TAB>hypothesis lines."""
+    path = _existing_file(path)
+    premises, hypotheses = [], []
+    for lineno, row in _format_of(path)(path, True):
+        premise, hypothesis = _pair_texts(path, lineno, row)
+        premises.append(premise)
+        hypotheses.append(hypothesis)
+    if not premises:
+        raise line_error(path, 1, "no pairs in the file")
+    return premises, hypotheses
+
+
+def read_nli_file(path: str | os.PathLike[str], *, label_ids: str | None = None) -> NLIFile:
+    """Every labelled pair of an NLI file (see the module's docstring for what it reads)."""
+    path = _existing_file(path)
     if label_ids is not None and label_ids not in LABEL_ID_ORDERS:
         raise SettingError(f"label_ids must be one of {', '.join(LABEL_ID_ORDERS)}, not "
                          f"{label_ids!r}")
     pairs: list[NLIPair] = []
     dropped = 0
-    for lineno, row in _format_of(path)(path):
+    for lineno, row in _format_of(path)(path, False):
         pair = _pair(path, lineno, row, label_ids)
         if pair is None:
             dropped += 1

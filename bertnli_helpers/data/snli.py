@@ -193,6 +193,9 @@ def line_error(path: Path, line: int, what: str) -> DataFormatError:
     return err
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Stream ``(1-based line number, text)`` of a plain or gzip file, decoded strictly as UTF-8."""
     opener = gzip.open if path.name.endswith(".gz") else open
@@ -204,6 +207,9 @@ def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
                     what = f"not UTF-8 text (byte {e.start}: {e.reason})"
+                    if lineno == 1 and raw.startswith(GZIP_MAGIC):
+                        what = (f"gzip-compressed, but its name does not end in .gz: rename it "
+                                f"{path.name}.gz")
                     raise line_error(path, lineno, what) from e
                 if lineno == 1:
                     text = text.removeprefix("\ufeff")
@@ -306,8 +312,8 @@ def _parse(path: Path, name: str) -> SNLISplit:
 
 def _warn_if_sample(result: SNLISplit, stacklevel: int) -> None:
     official = OFFICIAL_PAIRS["train"]
-    if result.split != "train" or len(result) >= SAMPLE_FRACTION * official:
-        return
+    if result.split != "train" or len(result) >= SAMPLE_FRACTION * official or not result:
+        return  # an empty file is no sample: EmptySplitError says so where pairs are needed
     warnings.warn(
         f"{result.path} holds {len(result):,} usable train pairs, {len(result) / official:.1%} of "
         f"the official {official:,}: it is a sample, so models trained on it give low-resource "

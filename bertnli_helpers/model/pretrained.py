@@ -392,6 +392,9 @@ def _local_folder(path: Path) -> Path:
         return _model_folder(hub.extract(path, target, sha1=digest))
     if path.is_dir():
         return _model_folder(path)
+    if path.is_file():
+        raise PretrainedLoadError(f"{path} is a file but not a .zip: give a model folder, or the "
+                                  ".zip of one (the book's form or a Hugging Face BERT)")
     raise PretrainedLoadError(f"{path} does not exist (expected a model folder or .zip)")
 
 

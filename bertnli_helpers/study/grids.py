@@ -19,6 +19,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bertnli_helpers.errors import GridError
+from bertnli_helpers.errors import BertNLIError, GridError
 from bertnli_helpers.files import atomic_write, atomic_write_json, atomic_write_text
 from bertnli_helpers.study.comparison import (
     compare,
@@ -94,21 +95,53 @@ SETTINGS: dict[str, Setting] = {
 }
 
 
-def parse_value(name: str, text: str) -> Any:
-    """``text`` as a value of setting ``name``, or a GridError that says what is allowed."""
+def parse_value(name: str, text: str, option: str = "--vary") -> Any:
+    """``text`` as a value of setting ``name``, or a GridError that says what is allowed and
+    names the ``option`` it came from (``--vary`` or ``--baseline``)."""
     if name not in SETTINGS:
-        raise GridError(f"cannot vary {name!r}; what can vary: {', '.join(SETTINGS)}")
+        raise GridError(f"{option} {name}: cannot vary {name!r}; what can vary: "
+                        f"{', '.join(SETTINGS)}")
     setting = SETTINGS[name]
     try:
         value = setting.parse(text)
     except ValueError:
-        raise GridError(f"--vary {name}: {text!r} is not a valid {name}") from None
+        raise GridError(f"{option} {name}: {text!r} is not a valid {name}") from None
     if setting.choices is not None and value not in setting.choices():
-        raise GridError(f"--vary {name}: unknown value {text!r}; choose from "
+        raise GridError(f"{option} {name}: unknown value {text!r}; choose from "
                         f"{', '.join(setting.choices())}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise GridError(f"{option} {name}: {text!r} must be a finite number")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
-        raise GridError(f"--vary {name}: {text!r} must be positive")
+        raise GridError(f"{option} {name}: {text!r} must be positive")
     return value
+
+
+def parse_baseline(items: Sequence[str]) -> dict[str, Any]:
+    """``["max_len=32"]`` as ``{name: value}``: the variant the others are compared with."""
+    baseline: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not value.strip():
+            raise GridError(f"--baseline {item!r}: write NAME=VALUE (e.g. max_len=32)")
+        baseline[name] = parse_value(name, value.strip(), "--baseline")
+    return baseline
+
+
+def check_recipes(spec: GridSpec) -> None:
+    """Build and check every cell's recipe (model name or path, ``max_len``, the training
+    settings) before the first cell trains, so a typo in the last value costs no run and
+    leaves no cell folder; the error names the variant."""
+    from bertnli_helpers.data.dataset import checked_max_len
+    from bertnli_helpers.model.pretrained import model_format
+
+    for variant in spec.variants():
+        try:
+            info, _config, _train_size = cell_recipe(spec, variant, spec.seeds[0])
+            checked_max_len(info.max_len)
+            model_format(info.model)  # an unknown name, or a path that holds no model
+        except BertNLIError as err:
+            raise GridError(f"variant {variant_label(variant)}: {err}; nothing was run") from None
 
 
 def parse_vary(items: Sequence[str]) -> dict[str, tuple[Any, ...]]:
@@ -532,6 +565,7 @@ def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
     from bertnli_helpers.progress import progress_bar
 
     root = Path(root)
+    check_recipes(spec)
     cells = list(spec.cells())
     jobs = jobs or default_jobs(len(cells))
     atomic_write_json(root / GRID_FILE, {"vary": {k: list(v) for k, v in spec.vary.items()},

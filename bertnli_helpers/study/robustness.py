@@ -58,6 +58,7 @@ class FileReport:
     label_space: str  # "three" or "two": the file's labels
     frame: pd.DataFrame  # one row per pair; ``correct`` is judged in the file's label space
     dropped: int  # pairs of the file without a gold label
+    precision: str | None = None  # the arithmetic that scored the pairs (fp32, bf16, fp16)
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -71,12 +72,25 @@ class FileReport:
             "file": str(self.path), "label_space": self.label_space, "n": len(frame),
             "dropped": self.dropped, "accuracy": float(frame["correct"].mean()),
             "accuracy_two_class": float(frame["correct_two_class"].mean()),
+            **self.majority(), "precision": self.precision,
         }
         if self.label_space == "three":
             gold_p = frame[[f"p_{n}" for n in LABEL_NAMES]].to_numpy()[
                 np.arange(len(frame)), frame["gold"].to_numpy()]
             out["loss"] = float(-np.log(np.clip(gold_p, 1e-12, None)).mean())
             out["ece"] = expected_calibration_error(frame["confidence"], frame["correct"])
+        return out
+
+    def majority(self) -> dict[str, Any]:
+        """The most common gold label and its share: the accuracy of a model that always says
+        it, the floor an accuracy must clear; a file of one label gets a note saying so."""
+        counts = self.frame["gold_name"].value_counts()
+        out: dict[str, Any] = {"majority_label": str(counts.index[0]),
+                               "majority_rate": float(counts.iloc[0] / counts.sum())}
+        if len(counts) == 1:
+            out["note"] = (f"every pair of the file is {counts.index[0]}: the accuracy is how "
+                           "often the model says that label, not whether it tells the classes "
+                           "apart")
         return out
 
     def by(self, column: str) -> pd.DataFrame:
@@ -165,10 +179,17 @@ def check_by(path: Path, fields: Sequence[str], by: Sequence[str]) -> None:
 def score_file(
     model: nn.Module, tokenizer: TextTokenizer, pairs: NLIFile, *, max_len: int = 128,
     truncation: str = "longest_first", batch_size: int = 256, device: Any = None,
+    precision: str = "auto",
 ) -> FileReport:
-    """Run ``model`` over the file's pairs, encoded as in training, and build the report."""
+    """Run ``model`` over the file's pairs, encoded as in training, in ``precision`` (recorded in
+    the report as it resolves on the model's device), and build the report."""
+    from bertnli_helpers.devices import resolve_device
+    from bertnli_helpers.model.inference import model_device
+    from bertnli_helpers.model.precision import resolve_precision
+
+    used = resolve_precision(precision, resolve_device(device) if device else model_device(model))
     dataset = SNLIBERTDataset(pairs.triple(tokenizer), tokenizer, max_len, truncation)
-    probs = predict(model, dataset, batch_size=batch_size, device=device)
+    probs = predict(model, dataset, batch_size=batch_size, device=device, precision=precision)
     frame = predictions_frame(None, dataset, probs=probs)
     gold = pairs.gold_names()
     frame.insert(0, "line", [p.line for p in pairs.pairs])
@@ -185,12 +206,13 @@ def score_file(
         fields.append(column)
     frame = add_slices(frame)
     frame.attrs["fields"] = fields
-    return FileReport(pairs.path, pairs.label_space, frame, pairs.dropped)
+    return FileReport(pairs.path, pairs.label_space, frame, pairs.dropped, used)
 
 
 def evaluate_file(
     run: str | os.PathLike[str], path: str | os.PathLike[str], *, label_ids: str | None = None,
     size: int | None = None, seed: int = 0, device: Any = None, by: Sequence[str] = (),
+    precision: str = "auto",
 ) -> FileReport:
     """Score a fine-tuned run folder on a labelled NLI file (``size``: a random sample of its
     pairs; ``by``: fields checked before any work): the Python side of ``bertnli evaluate --run
@@ -200,7 +222,8 @@ def evaluate_file(
     pairs = read_nli_file(path, label_ids=label_ids).sample(size, seed)
     check_by(pairs.path, pairs.field_names, by)
     net, tokenizer, info = load_finetuned(run, device=device)
-    return score_file(net, tokenizer, pairs, max_len=info.max_len, truncation=info.truncation)
+    return score_file(net, tokenizer, pairs, max_len=info.max_len, truncation=info.truncation,
+                      precision=precision)
 
 
 def report_paths(run: str | os.PathLike[str], path: str | os.PathLike[str],

@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from bertnli_helpers.errors import SettingError
+from bertnli_helpers.errors import SettingError, finite_number
 from bertnli_helpers.model.precision import PRECISIONS
 from bertnli_helpers.train.objectives import OBJECTIVES
 
@@ -52,8 +52,15 @@ class TrainConfig:
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise SettingError(f"{name} must be one of {allowed}, not {value!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise SettingError("epochs and batch_size must be >= 1 and lr > 0")
+        for name in ("lr", "weight_decay", "warmup_ratio", "max_grad_norm"):
+            value = getattr(self, name)
+            if value is not None:
+                finite_number(value, name)
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise SettingError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.lr <= 0:
+            raise SettingError(f"lr must be above 0, not {self.lr}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise SettingError("micro_batch_size must be >= 1 (or None: the whole batch at once)")
 

@@ -50,7 +50,7 @@ from bertnli_helpers.train.distributed import (
     init_distributed,
 )
 from bertnli_helpers.train.objectives import OBJECTIVES
-from bertnli_helpers.train.optim import make_optimizer, make_scheduler
+from bertnli_helpers.train.optim import check_loss, make_optimizer, make_scheduler
 
 __all__ = [
     "BEST_WEIGHTS_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "HISTORY_FILE",
@@ -304,7 +304,7 @@ def train_step(loop: Loop, indices: Sequence[int]) -> float:
             # DDP averages gradients over ranks; scaling by world/global count makes the step
             # identical to one process seeing the whole global batch at once.
             loop.scaler.scale(loss_sum * (loop.info.world_size / global_count)).backward()
-        step_loss += loss_sum.item()
+        step_loss += check_loss(loss_sum.item(), loop.state.step, config.lr)
         sums.correct += (logits.argmax(-1) == labels).sum().item()
         sums.tokens += float(inputs[2].sum().item())
         sums.padded += float(inputs[0].numel())

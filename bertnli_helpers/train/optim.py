@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+from bertnli_helpers.errors import NonFiniteError
 from bertnli_helpers.train.config import TrainConfig
+
+
+def check_loss(loss: float, step: int, lr: float) -> float:
+    """Stop a run whose loss is NaN or infinite before the optimizer steps on it: its weights
+    would turn to NaN and every later file (checkpoint, metrics, the book-format zip) with them."""
+    if not math.isfinite(loss):
+        raise NonFiniteError(
+            f"the training loss is {loss} at step {step + 1} (learning rate {lr:g}): the run "
+            "diverged and was stopped, nothing of this step was saved; lower --lr and run again")
+    return loss
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:

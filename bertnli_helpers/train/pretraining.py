@@ -45,7 +45,12 @@ from bertnli_helpers.data.tokenization import (
     build_book_vocab,
 )
 from bertnli_helpers.devices import resolve_device
-from bertnli_helpers.errors import CheckpointError, EmptySplitError, SettingError
+from bertnli_helpers.errors import (
+    CheckpointError,
+    EmptySplitError,
+    SettingError,
+    finite_number,
+)
 from bertnli_helpers.files import atomic_write_json
 from bertnli_helpers.hub import sha1_of
 from bertnli_helpers.model.bert import BertConfig, BERTEncoder, init_bert_weights
@@ -64,7 +69,7 @@ from bertnli_helpers.model.pretrained import (
     save_book_folder,
     zip_book_folder,
 )
-from bertnli_helpers.train.optim import make_optimizer, make_scheduler
+from bertnli_helpers.train.optim import check_loss, make_optimizer, make_scheduler
 
 Tokens = list[str]
 
@@ -304,8 +309,11 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise SettingError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        for name in ("lr", "dropout", "weight_decay", "warmup_ratio"):
+            finite_number(getattr(self, name), name)
         if min(self.steps, self.batch_size, self.log_every, self.min_freq) < 1 or self.lr <= 0:
-            raise SettingError("steps, batch_size, log_every and min_freq must be >= 1, lr > 0")
+            raise SettingError("steps, batch_size, log_every and min_freq must be >= 1 and lr "
+                               f"above 0 (lr is {self.lr})")
         if self.max_len < 8:
             raise SettingError(f"max_len {self.max_len} is too short for a sentence pair")
 
@@ -454,6 +462,7 @@ def pretrain_step(loop: PretrainLoop, indices: Sequence[int]) -> dict[str, float
     loop.optimizer.zero_grad(set_to_none=True)
     with autocast(loop.device, loop.dtype):
         mlm_loss, nsp_loss, counts = pretraining_losses(loop.model, batch)
+    check_loss((mlm_loss + nsp_loss).item(), loop.state.step, loop.config.lr)
     loop.scaler.scale(mlm_loss + nsp_loss).backward()
     if loop.config.max_grad_norm is not None:
         loop.scaler.unscale_(loop.optimizer)

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +26,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from bertnli_helpers.data.dataset import SNLIBERTDataset, pairs_fingerprint
+from bertnli_helpers.data.dataset import (
+    MIN_MAX_LEN,
+    SNLIBERTDataset,
+    checked_max_len,
+    pairs_fingerprint,
+)
 from bertnli_helpers.data.snli import SNLISplit
 from bertnli_helpers.data.tokenization import TextTokenizer
+from bertnli_helpers.data.truncation import STRATEGIES
 from bertnli_helpers.devices import resolve_device
-from bertnli_helpers.errors import CheckpointError, EmptySplitError, InputTooLongError
+from bertnli_helpers.errors import (
+    CheckpointError,
+    EmptySplitError,
+    InputTooLongError,
+    SettingError,
+)
 from bertnli_helpers.files import atomic_write_json, run_folder_lock
-from bertnli_helpers.model.bert import BERTClassifier
+from bertnli_helpers.model.bert import POOLING_HEADS, BERTClassifier, BertConfig
 from bertnli_helpers.model.checkpoints import (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
@@ -92,7 +104,80 @@ class RunInfo:
         if unknown:
             raise CheckpointError(f"{source} has settings this version does not know: "
                                   f"{', '.join(unknown)} (made by a newer bertnli, or edited?)")
+        for name, value in raw.items():
+            problem = RUN_FIELD_CHECKS[name](value)
+            if problem:
+                raise CheckpointError(f"{source}: field {problem} (edited by hand?); restore "
+                                      "the file or run again")
         return cls(**raw)
+
+
+def _one_of(names: Callable[[], Any], what: str, field_name: str) -> Callable[[Any], str | None]:
+    """A check that a field is a name of a registry (read when checked, so new entries count)."""
+    def check(value: Any) -> str | None:
+        known = list(names())
+        if isinstance(value, str) and value in known:
+            return None
+        return f"{field_name!r} must be {what} ({', '.join(known)}), not {value!r}"
+    return check
+
+
+def _is(kind: type | tuple[type, ...], what: str, field_name: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        wrong = not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)
+        return f"{field_name!r} must be {what}, not {value!r}" if wrong else None
+    return check
+
+
+def _model_sizes_problem(value: Any) -> str | None:
+    """``model_config``: null, or BERT sizes of the types ``BertConfig``'s defaults have."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return f"'model_config' must be an object of model sizes or null, not {value!r}"
+    defaults = dataclasses.asdict(BertConfig(vocab_size=1))
+    for key, given in value.items():
+        if key not in defaults:
+            return f"'model_config.{key}' is not a BERT size (known: {', '.join(defaults)})"
+        if not _same_kind(given, defaults[key]):
+            return f"'model_config.{key}' must be like {defaults[key]!r}, not {given!r}"
+    try:
+        BertConfig(**value)
+    except (TypeError, ValueError) as err:
+        return f"'model_config' does not describe a BERT ({err})"
+    return None
+
+
+def _same_kind(given: Any, default: Any) -> bool:
+    """Whether a size read from JSON has the kind of its default (a whole number for an int, a
+    number for a float or an optional one, text for text); true and false are no numbers."""
+    if isinstance(given, bool):
+        return isinstance(default, bool)
+    if isinstance(default, int) and not isinstance(default, bool):
+        return isinstance(given, int)
+    if isinstance(default, float) or default is None:
+        return given is None or (isinstance(given, int | float) and math.isfinite(given))
+    return isinstance(given, type(default))
+
+
+def _max_len_problem(value: Any) -> str | None:
+    try:
+        checked_max_len(value)
+    except SettingError:
+        return f"'max_len' must be a whole number of at least {MIN_MAX_LEN}, not {value!r}"
+    return None
+
+
+# What each field of run.json must hold: a hand-edited wrong type is refused naming the field,
+# before any model is built from it.
+RUN_FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "model": _is(str, "a model name or path", "model"),
+    "max_len": _max_len_problem,
+    "truncation": _one_of(lambda: STRATEGIES, "a truncation strategy", "truncation"),
+    "freeze_encoder": _is(bool, "true or false", "freeze_encoder"),
+    "pooling": _one_of(lambda: POOLING_HEADS, "a pooling head", "pooling"),
+    "model_config": _model_sizes_problem,
+}
 
 
 def read_json(path: Path) -> Any:
@@ -130,9 +215,23 @@ def load_finetuned(
     return net.to(resolve_device(device)).eval(), tokenizer, info
 
 
+def read_metrics(folder: str | Path) -> dict[str, Any]:
+    """A run's ``metrics.json`` ({} when it has none); one that is not a JSON object of
+    metrics (hand-edited) is an error naming the file and the field."""
+    path = Path(folder) / METRICS_FILE
+    metrics = read_json(path) if path.exists() else {}
+    if not isinstance(metrics, dict):
+        raise CheckpointError(f"{path} must hold a JSON object of metrics, not a "
+                              f"{type(metrics).__name__}; restore the file or run again")
+    if not isinstance(metrics.get("evaluations", {}), dict):
+        raise CheckpointError(f"{path}: field 'evaluations' must be an object (split: "
+                              "figures); restore the file or run again")
+    return metrics
+
+
 def write_metrics(folder: str | Path, metrics: dict[str, Any]) -> Path:
     path = Path(folder) / METRICS_FILE
-    existing = read_json(path) if path.exists() else {}
+    existing = read_metrics(folder)
     existing.update(metrics)
     atomic_write_json(path, existing)
     return path
