@@ -82,6 +82,51 @@ def recipe(args: argparse.Namespace):
     return info, preset(args.preset, **changes)
 
 
+RECORDED_INFO = ("model", "max_len", "truncation", "freeze_encoder", "pooling")
+RECORDED_CONFIG = ("epochs", "batch_size", "lr", "seed", "max_steps", "eval_every",
+                   "checkpoint_every", "precision")
+RECORDED_SIZES = ("train_size", "dev_size", "test_size")
+
+
+def resumed_recipe(out: Path, args: argparse.Namespace):
+    """The recipe of the run being resumed, as its ``run_inputs.json`` records it; the options
+    this command line gives replace their recorded values (so a different one is listed as a
+    difference when the resume is checked). The pairs are sampled as the run sampled them."""
+    import dataclasses
+
+    from bertnli_helpers.train.config import TrainConfig
+    from bertnli_helpers.train.runs import recorded_inputs
+
+    saved, given = recorded_inputs(out), given_options(args)
+    recorded = {**saved["info"], "seed": saved["train_config"].get("seed", 0)}
+    if "preset" not in given:  # the recorded recipe, not a preset's: every field continues
+        recorded.update({k: saved["train_config"].get(k) for k in RECORDED_CONFIG})
+    for name in RECORDED_SIZES:  # a sample of all pairs or more is the whole split
+        recorded[name] = (saved["data"].get(name.removesuffix("_size")) or {}).get("pairs")
+    for name in (*RECORDED_INFO, *RECORDED_CONFIG, *RECORDED_SIZES):
+        if name not in given and name in recorded:
+            setattr(args, name, recorded[name])
+    info, config = recipe(args)
+    model_config = saved["info"].get("model_config") if "model" not in given else None
+    info = dataclasses.replace(info, model_config=model_config)
+    if "preset" not in given:
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        fields = {k: v for k, v in saved["train_config"].items() if k in known}
+        config = TrainConfig(**{**fields, **{k: getattr(config, k)
+                                             for k in (*RECORDED_CONFIG, "device")}})
+    return info, config
+
+
+def given_options(args: argparse.Namespace) -> set[str]:
+    """The options the command line of ``args`` names itself (defaults left out)."""
+    sub = argparse.ArgumentParser().add_subparsers()
+    SUBCOMMAND_PARSERS[args.command](sub)
+    parser = sub.choices[args.command]
+    parser.set_defaults(**dict.fromkeys(vars(args), argparse.SUPPRESS))
+    argv = args.argv[args.argv.index(args.command) + 1:]
+    return {k for k, v in vars(parser.parse_args(argv)).items() if v is not argparse.SUPPRESS}
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from bertnli_helpers.devices import resolve_device
     from bertnli_helpers.files import run_folder_lock
@@ -98,15 +143,13 @@ def _finetune_in(out: Path, args: argparse.Namespace) -> int:
     from bertnli_helpers.course.callbacks import ProgressBar
     from bertnli_helpers.data.snli import sample_splits
     from bertnli_helpers.model.checkpoints import CHECKPOINT_FILE
-    from bertnli_helpers.train.runs import finetune_run, write_metrics
+    from bertnli_helpers.train.runs import check_new_run_folder, finetune_run, write_metrics
 
-    if not args.resume and (out / "run.json").exists():
-        raise UsageError(
-            f"{out} already holds a run; pass --resume to continue it, or choose another --output"
-        )
-    if args.resume and not (out / CHECKPOINT_FILE).exists():
+    if not args.resume:
+        check_new_run_folder(out)  # nothing a user has there is replaced
+    elif not (out / CHECKPOINT_FILE).exists():
         raise UsageError(f"--resume: no {CHECKPOINT_FILE} in {out} to continue from")
-    info, config = recipe(args)
+    info, config = resumed_recipe(out, args) if args.resume else recipe(args)
     train, dev, test = sample_splits(args.data_dir, train_size=args.train_size,
                                      dev_size=args.dev_size, test_size=args.test_size,
                                      seed=args.seed)
@@ -124,6 +167,13 @@ def _finetune_in(out: Path, args: argparse.Namespace) -> int:
 
 # -- pretrain --------------------------------------------------------------------------------
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from bertnli_helpers.files import run_folder_lock
+
+    with run_folder_lock(args.output):  # one writer per folder, its checks included
+        return _pretrain_in(args)
+
+
+def _pretrain_in(args: argparse.Namespace) -> int:
     from bertnli_helpers.course.callbacks import ProgressBar
     from bertnli_helpers.data.snli import read_records
     from bertnli_helpers.train.pretraining import (
@@ -221,7 +271,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from bertnli_helpers.data.snli import read_records
     from bertnli_helpers.files import run_folder_lock
     from bertnli_helpers.model.inference import evaluate
-    from bertnli_helpers.train.runs import METRICS_FILE, load_finetuned, read_json, write_metrics
+    from bertnli_helpers.train.runs import (
+        METRICS_FILE,
+        evaluation_key,
+        load_finetuned,
+        read_json,
+        write_metrics,
+    )
 
     net, tokenizer, info = load_finetuned(args.run, device=args.device)
     split = read_records(args.data_dir, args.split).sample(args.size, args.seed)
@@ -230,7 +286,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with run_folder_lock(args.run):  # the run's own figures stay; this one is added beside them
         path = Path(args.run) / METRICS_FILE
         evaluations = (read_json(path) if path.exists() else {}).get("evaluations", {})
-        evaluations[args.split] = {**metrics, "sample": args.size, "seed": args.seed}
+        key = evaluation_key(args.split, args.size, args.seed)
+        evaluations[key] = {**metrics, "sample": args.size, "seed": args.seed}
         write_metrics(args.run, {"evaluations": evaluations})
     print(json.dumps({"split": args.split, **metrics}, indent=2))
     return 0
@@ -249,7 +306,8 @@ def evaluate_file_command(args: argparse.Namespace) -> int:
     """``evaluate --file``: the report goes to its own file, never into the run's metrics."""
     from bertnli_helpers.study.robustness import evaluate_file, report_paths, write_report
 
-    json_path, predictions_path = report_paths(args.run, args.file, args.out, args.predictions)
+    json_path, predictions_path = report_paths(args.run, args.file, args.out, args.predictions,
+                                               size=args.size, seed=args.seed)
     report = evaluate_file(args.run, args.file, label_ids=args.label_ids, size=args.size,
                            seed=args.seed, device=args.device, by=args.by or ())
     content = write_report(report, json_path, predictions_path, args.by or ())
@@ -488,7 +546,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    "2 neutral), hf (0 entailment, 1 neutral, 2 contradiction) or two-class "
                    "(0 entailment, 1 non-entailment)")
     p.add_argument("--out", help="with --file: the report's JSON (default: "
-                   "RUN/eval-<file name>.json)")
+                   "RUN/eval-<file name>-<digest of its path and sample>.json)")
     p.add_argument("--predictions", help="with --file: the per-pair file, .jsonl, .tsv or .csv "
                    "(default: beside the report, <report name>-predictions.jsonl)")
     p.set_defaults(func=cmd_evaluate)
@@ -534,6 +592,8 @@ def _add_course(sub: argparse._SubParsersAction) -> None:
 
 SUBCOMMANDS = (_add_download, _add_finetune, _add_pretrain, _add_compare, _add_evaluate,
                _add_predict, _add_truncation_report, _add_course)
+SUBCOMMAND_PARSERS = {add.__name__.removeprefix("_add_").replace("_", "-"): add
+                      for add in SUBCOMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -551,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for given_options
     try:
         return args.func(args)
     except KeyboardInterrupt:

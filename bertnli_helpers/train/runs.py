@@ -30,7 +30,7 @@ from bertnli_helpers.data.snli import SNLISplit
 from bertnli_helpers.data.tokenization import TextTokenizer
 from bertnli_helpers.devices import resolve_device
 from bertnli_helpers.errors import CheckpointError, EmptySplitError, InputTooLongError
-from bertnli_helpers.files import atomic_write_json, run_folder_lock
+from bertnli_helpers.files import LOCK_FILE, atomic_write_json, is_temp_path, run_folder_lock
 from bertnli_helpers.model.bert import BERTClassifier
 from bertnli_helpers.model.checkpoints import (
     BEST_WEIGHTS_FILE,
@@ -38,6 +38,7 @@ from bertnli_helpers.model.checkpoints import (
     CONFIG_FILE,
     HISTORY_FILE,
     load_best_weights,
+    load_checkpoint,
 )
 from bertnli_helpers.model.inference import evaluate
 from bertnli_helpers.model.precision import resolve_precision
@@ -109,6 +110,58 @@ def read_json(path: Path) -> Any:
 def is_finished_run(folder: str | Path) -> bool:
     folder = Path(folder)
     return (folder / RUN_FILE).exists() and (folder / BEST_WEIGHTS_FILE).exists()
+
+
+def check_new_run_folder(folder: str | Path) -> None:
+    """Refuse to start a new run in ``folder`` when that would replace what someone has there:
+    a finished run, an interrupted one (its checkpoint), or files that are not a run of ours.
+    Only a folder that is missing, empty, or holds what a run stopped before its first
+    checkpoint wrote (``run_inputs.json`` and run files, nothing else) may take a new run."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    if is_finished_run(folder):
+        raise CheckpointError(f"{folder} already holds a run; pass --resume to continue it, or "
+                              "choose another --output")
+    if (folder / CHECKPOINT_FILE).exists():
+        step = load_checkpoint(folder).get("step", "?")
+        raise CheckpointError(f"{folder} holds an interrupted run at step {step}: --resume to "
+                              "continue, or remove it")
+    names = {p.name for p in folder.iterdir() if p.name != LOCK_FILE and not is_temp_path(p)}
+    if names and not (INPUTS_FILE in names and names <= set(RUN_FILES)):
+        raise CheckpointError(
+            f"{folder} is not empty and holds no run of bertnli (no {RUN_FILE}; it has "
+            f"{', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''}): choose an "
+            "empty or new --output folder")
+
+
+def is_run_file(path: str | Path) -> bool:
+    """Whether ``path`` is one of a run folder's own files (its settings, weights, checkpoint,
+    history, metrics, lock): what no report or other command may write over."""
+    path = Path(path)
+    in_a_run = (path.parent / RUN_FILE).exists() or (path.parent / INPUTS_FILE).exists()
+    return in_a_run and path.name in (*RUN_FILES, LOCK_FILE)
+
+
+def evaluation_key(split: str, size: int | None, seed: int) -> str:
+    """Where ``metrics.json`` keeps an evaluation on a split: the whole split under its name, a
+    sample under its size and seed, so that a 10-pair check never replaces a 300-pair one."""
+    return split if size is None else f"{split}-{size}pairs-seed{seed}"
+
+
+def recorded_inputs(folder: str | Path) -> dict[str, Any]:
+    """The ``run_inputs.json`` a resume continues from: every part present, else an error
+    naming the file (a resume without it would train on whatever the new options pick)."""
+    path = Path(folder) / INPUTS_FILE
+    if not path.exists():
+        raise CheckpointError(f"cannot resume the run in {folder}: it has no {INPUTS_FILE} to "
+                              "say what it was made with; remove the folder and start again")
+    saved = _in_current_form(read_json(path))
+    parts = ("info", "train_config", "data")
+    if not isinstance(saved, dict) or not all(isinstance(saved.get(k), dict) for k in parts):
+        raise CheckpointError(f"{path} does not record a run (it needs {', '.join(parts)}); "
+                              "restore the file, or remove the folder and start again")
+    return saved
 
 
 def build_classifier(
