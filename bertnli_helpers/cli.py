@@ -122,9 +122,10 @@ def given_options(args: argparse.Namespace) -> set[str]:
     sub = argparse.ArgumentParser().add_subparsers()
     SUBCOMMAND_PARSERS[args.command](sub)
     parser = sub.choices[args.command]
-    parser.set_defaults(**dict.fromkeys(vars(args), argparse.SUPPRESS))
+    absent = object()  # not a string: argparse would run a string default through its type
+    parser.set_defaults(**dict.fromkeys(vars(args), absent))
     argv = args.argv[args.argv.index(args.command) + 1:]
-    return {k for k, v in vars(parser.parse_args(argv)).items() if v is not argparse.SUPPRESS}
+    return {k for k, v in vars(parser.parse_args(argv)).items() if v is not absent}
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
