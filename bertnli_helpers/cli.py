@@ -82,38 +82,25 @@ def recipe(args: argparse.Namespace):
     return info, preset(args.preset, **changes)
 
 
-RECORDED_INFO = ("model", "max_len", "truncation", "freeze_encoder", "pooling")
-RECORDED_CONFIG = ("epochs", "batch_size", "lr", "seed", "max_steps", "eval_every",
-                   "checkpoint_every", "precision")
-RECORDED_SIZES = ("train_size", "dev_size", "test_size")
-
-
-def resumed_recipe(out: Path, args: argparse.Namespace):
-    """The recipe of the run being resumed, as its ``run_inputs.json`` records it; the options
-    this command line gives replace their recorded values (so a different one is listed as a
-    difference when the resume is checked). The pairs are sampled as the run sampled them."""
+def recipe_to_resume(out: Path, args: argparse.Namespace):
+    """The recipe of the run being resumed in ``out`` (``runs.resumed_recipe``): what its
+    ``run_inputs.json`` records, the options this command line names replacing their recorded
+    values; ``args`` then samples the pairs as the run sampled them."""
     import dataclasses
 
-    from bertnli_helpers.train.config import TrainConfig
-    from bertnli_helpers.train.runs import recorded_inputs
+    from bertnli_helpers.train.runs import resumed_recipe
 
-    saved, given = recorded_inputs(out), given_options(args)
-    recorded = {**saved["info"], "seed": saved["train_config"].get("seed", 0)}
-    if "preset" not in given:  # the recorded recipe, not a preset's: every field continues
-        recorded.update({k: saved["train_config"].get(k) for k in RECORDED_CONFIG})
-    for name in RECORDED_SIZES:  # a sample of all pairs or more is the whole split
-        recorded[name] = (saved["data"].get(name.removesuffix("_size")) or {}).get("pairs")
-    for name in (*RECORDED_INFO, *RECORDED_CONFIG, *RECORDED_SIZES):
-        if name not in given and name in recorded:
-            setattr(args, name, recorded[name])
+    given = given_options(args)
     info, config = recipe(args)
-    model_config = saved["info"].get("model_config") if "model" not in given else None
-    info = dataclasses.replace(info, model_config=model_config)
-    if "preset" not in given:
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        fields = {k: v for k, v in saved["train_config"].items() if k in known}
-        config = TrainConfig(**{**fields, **{k: getattr(config, k)
-                                             for k in (*RECORDED_CONFIG, "device")}})
+    asked_info = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)
+                  if f.name in given}
+    asked_config = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+                    if f.name in given or f.name == "device"}
+    info, config, sizes = resumed_recipe(out, asked_info, asked_config,
+                                         preset=config if "preset" in given else None)
+    for name, value in {**sizes, "seed": config.seed}.items():
+        if name not in given:
+            setattr(args, name, value)
     return info, config
 
 
@@ -150,7 +137,7 @@ def _finetune_in(out: Path, args: argparse.Namespace) -> int:
         check_new_run_folder(out)  # nothing a user has there is replaced
     elif not (out / CHECKPOINT_FILE).exists():
         raise UsageError(f"--resume: no {CHECKPOINT_FILE} in {out} to continue from")
-    info, config = resumed_recipe(out, args) if args.resume else recipe(args)
+    info, config = recipe_to_resume(out, args) if args.resume else recipe(args)
     train, dev, test = sample_splits(args.data_dir, train_size=args.train_size,
                                      dev_size=args.dev_size, test_size=args.test_size,
                                      seed=args.seed)

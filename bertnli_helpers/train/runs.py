@@ -164,6 +164,30 @@ def recorded_inputs(folder: str | Path) -> dict[str, Any]:
     return saved
 
 
+def resumed_recipe(folder: str | Path, asked_info: dict[str, Any],
+                   asked_config: dict[str, Any], preset: TrainConfig | None = None
+                   ) -> tuple[RunInfo, TrainConfig, dict[str, int | None]]:
+    """What a resume of the run in ``folder`` continues with: the ``RunInfo`` and
+    ``TrainConfig`` its ``run_inputs.json`` records, the settings asked (by field name)
+    replacing theirs, so that a different one is listed by the resume's check instead of being
+    quietly ignored; ``preset``, a recipe asked for by name, replaces the recorded training
+    fields but the seed. Also the sizes of the recorded samples (``train_size``, ...)."""
+    saved = recorded_inputs(folder)
+    info_fields = {f.name for f in dataclasses.fields(RunInfo)}
+    info = RunInfo(**{k: v for k, v in saved["info"].items() if k in info_fields})
+    if "model" in asked_info:  # sizes recorded for another model are not this one's
+        info.model_config = None
+    info = dataclasses.replace(info, **asked_info)
+    config_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    recorded = {k: v for k, v in saved["train_config"].items() if k in config_fields}
+    if preset is not None:
+        recorded.update({k: v for k, v in dataclasses.asdict(preset).items() if k != "seed"})
+    config = TrainConfig(**{**recorded, **asked_config})
+    sizes = {f"{name}_size": (saved["data"].get(name) or {}).get("pairs")
+             for name in ("train", "dev", "test")}  # all pairs or more: the whole split
+    return info, config, sizes
+
+
 def build_classifier(
     info: RunInfo, device: str | torch.device | None = "cpu"
 ) -> tuple[BERTClassifier, TextTokenizer]:
