@@ -292,13 +292,15 @@ def _say_precision(precision: str, net) -> str:
 
 def evaluate_file_command(args: argparse.Namespace) -> int:
     """``evaluate --file``: the report goes to its own file, never into the run's metrics."""
+    from bertnli_helpers.files import run_folder_lock
     from bertnli_helpers.study.robustness import evaluate_file, report_paths, write_report
 
     json_path, predictions_path = report_paths(args.run, args.file, args.out, args.predictions,
                                                size=args.size, seed=args.seed)
     report = evaluate_file(args.run, args.file, label_ids=args.label_ids, size=args.size,
                            seed=args.seed, device=args.device, by=args.by or ())
-    content = write_report(report, json_path, predictions_path, args.by or ())
+    with run_folder_lock(args.run):  # the run's one writer while its report is written
+        content = write_report(report, json_path, predictions_path, args.by or ())
     print(json.dumps(content, indent=2))
     print(f"report in {json_path}, one line per pair in {predictions_path}", file=sys.stderr)
     return 0

@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -245,17 +246,26 @@ HOLD = ("import sys; from bertnli_helpers.files import run_folder_lock\n"
         "with run_folder_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()")
 
 
+@contextmanager
+def holding(folder: Path):
+    """``folder`` locked by a real second process until the block ends; yields its pid."""
+    holder = subprocess.Popen([PY, "-c", HOLD, str(folder)], env=ENV, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield holder.pid
+    finally:
+        holder.communicate("", timeout=60)
+
+
 @pytest.fixture
 def held(tmp_path):
-    """A folder with a user's file, locked by a real second process until the test ends."""
+    """A folder with a user's file, held by a second process."""
     folder = tmp_path / "busy"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine\n")
-    holder = subprocess.Popen([PY, "-c", HOLD, str(folder)], env=ENV, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline() == "held\n"
-    yield folder, holder.pid
-    holder.communicate("", timeout=60)
+    with holding(folder) as pid:
+        yield folder, pid
 
 
 @pytest.mark.parametrize("command", [
@@ -269,3 +279,12 @@ def test_13_a_second_writer_is_refused_while_the_folder_is_held(held, snli_dir, 
     result = bertnli(*command, "--data-dir", str(snli_dir), "--output", str(folder))
     assert f"pid {pid}" in one_line_error(result, folder)
     assert hashes(folder) == before
+
+
+def test_13_evaluate_does_not_write_its_report_into_a_held_run(finished, snli_dir, tmp_path):
+    data = pairs_file(tmp_path / "pairs.jsonl", snli_dir, 0)
+    before = hashes(finished)
+    with holding(finished) as pid:
+        result = evaluate(finished, snli_dir, "--file", str(data))
+    assert f"pid {pid}" in one_line_error(result, finished)
+    assert hashes(finished) == before
