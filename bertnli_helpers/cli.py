@@ -117,6 +117,39 @@ def recipe(args: argparse.Namespace):
     return info, preset(args.preset, **changes)
 
 
+def recipe_to_resume(out: Path, args: argparse.Namespace):
+    """The recipe of the run being resumed in ``out`` (``runs.resumed_recipe``): what its
+    ``run_inputs.json`` records, the options this command line names replacing their recorded
+    values; ``args`` then samples the pairs as the run sampled them."""
+    import dataclasses
+
+    from bertnli_helpers.train.runs import resumed_recipe
+
+    given = given_options(args)
+    info, config = recipe(args)
+    asked_info = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)
+                  if f.name in given}
+    asked_config = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+                    if f.name in given or f.name == "device"}
+    info, config, sizes = resumed_recipe(out, asked_info, asked_config,
+                                         preset=config if "preset" in given else None)
+    for name, value in {**sizes, "seed": config.seed}.items():
+        if name not in given:
+            setattr(args, name, value)
+    return info, config
+
+
+def given_options(args: argparse.Namespace) -> set[str]:
+    """The options the command line of ``args`` names itself (defaults left out)."""
+    sub = argparse.ArgumentParser().add_subparsers()
+    SUBCOMMAND_PARSERS[args.command](sub)
+    parser = sub.choices[args.command]
+    absent = object()  # not a string: argparse would run a string default through its type
+    parser.set_defaults(**dict.fromkeys(vars(args), absent))
+    argv = args.argv[args.argv.index(args.command) + 1:]
+    return {k for k, v in vars(parser.parse_args(argv)).items() if v is not absent}
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from bertnli_helpers.devices import resolve_device
     from bertnli_helpers.files import run_folder_lock
@@ -133,15 +166,13 @@ def _finetune_in(out: Path, args: argparse.Namespace) -> int:
     from bertnli_helpers.course.callbacks import ProgressBar
     from bertnli_helpers.data.snli import sample_splits
     from bertnli_helpers.model.checkpoints import CHECKPOINT_FILE
-    from bertnli_helpers.train.runs import finetune_run, write_metrics
+    from bertnli_helpers.train.runs import check_new_run_folder, finetune_run, write_metrics
 
-    if not args.resume and (out / "run.json").exists():
-        raise UsageError(
-            f"{out} already holds a run; pass --resume to continue it, or choose another --output"
-        )
-    if args.resume and not (out / CHECKPOINT_FILE).exists():
+    if not args.resume:
+        check_new_run_folder(out)  # nothing a user has there is replaced
+    elif not (out / CHECKPOINT_FILE).exists():
         raise UsageError(f"--resume: no {CHECKPOINT_FILE} in {out} to continue from")
-    info, config = recipe(args)
+    info, config = recipe_to_resume(out, args) if args.resume else recipe(args)
     train, dev, test = sample_splits(args.data_dir, train_size=args.train_size,
                                      dev_size=args.dev_size, test_size=args.test_size,
                                      seed=args.seed)
@@ -159,6 +190,13 @@ def _finetune_in(out: Path, args: argparse.Namespace) -> int:
 
 # -- pretrain --------------------------------------------------------------------------------
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from bertnli_helpers.files import run_folder_lock
+
+    with run_folder_lock(args.output):  # one writer per folder, its checks included
+        return _pretrain_in(args)
+
+
+def _pretrain_in(args: argparse.Namespace) -> int:
     from bertnli_helpers.course.callbacks import ProgressBar
     from bertnli_helpers.data.snli import read_records
     from bertnli_helpers.train.pretraining import (
@@ -252,7 +290,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from bertnli_helpers.data.snli import read_records
     from bertnli_helpers.files import run_folder_lock
     from bertnli_helpers.model.inference import evaluate
-    from bertnli_helpers.train.runs import load_finetuned, read_metrics, write_metrics
+    from bertnli_helpers.train.runs import (
+        evaluation_key,
+        load_finetuned,
+        read_metrics,
+        write_metrics,
+    )
 
     net, tokenizer, info = load_finetuned(args.run, device=args.device)
     split = read_records(args.data_dir, args.split).sample(args.size, args.seed)
@@ -260,7 +303,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(net, data, precision=_say_precision(args.precision, net))
     with run_folder_lock(args.run):  # the run's own figures stay; this one is added beside them
         evaluations = read_metrics(args.run).get("evaluations", {})
-        evaluations[args.split] = {**metrics, "sample": args.size, "seed": args.seed}
+        key = evaluation_key(args.split, args.size, args.seed)
+        evaluations[key] = {**metrics, "sample": args.size, "seed": args.seed}
         write_metrics(args.run, {"evaluations": evaluations})
     print(json.dumps({"split": args.split, **metrics}, indent=2))
     return 0
@@ -277,13 +321,16 @@ def _say_precision(precision: str, net) -> str:
 
 def evaluate_file_command(args: argparse.Namespace) -> int:
     """``evaluate --file``: the report goes to its own file, never into the run's metrics."""
+    from bertnli_helpers.files import run_folder_lock
     from bertnli_helpers.study.robustness import evaluate_file, report_paths, write_report
 
-    json_path, predictions_path = report_paths(args.run, args.file, args.out, args.predictions)
+    json_path, predictions_path = report_paths(args.run, args.file, args.out, args.predictions,
+                                               size=args.size, seed=args.seed)
     report = evaluate_file(args.run, args.file, label_ids=args.label_ids, size=args.size,
                            seed=args.seed, device=args.device, by=args.by or (),
                            precision=args.precision)
-    content = write_report(report, json_path, predictions_path, args.by or ())
+    with run_folder_lock(args.run):  # the run's one writer while its report is written
+        content = write_report(report, json_path, predictions_path, args.by or ())
     print(json.dumps(content, indent=2))
     print(f"accuracy {content['accuracy']:.4f} against {content['majority_rate']:.4f} for always "
           f"saying {content['majority_label']} (precision {content['precision']})",
@@ -498,7 +545,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    "2 neutral), hf (0 entailment, 1 neutral, 2 contradiction) or two-class "
                    "(0 entailment, 1 non-entailment)")
     p.add_argument("--out", help="with --file: the report's JSON (default: "
-                   "RUN/eval-<file name>.json)")
+                   "RUN/eval-<file name>-<digest of its path and sample>.json)")
     p.add_argument("--predictions", help="with --file: the per-pair file, .jsonl, .tsv or .csv "
                    "(default: beside the report, <report name>-predictions.jsonl)")
     p.set_defaults(func=cmd_evaluate)
@@ -544,6 +591,8 @@ def _add_course(sub: argparse._SubParsersAction) -> None:
 
 SUBCOMMANDS = (_add_download, _add_finetune, _add_pretrain, _add_compare, _add_evaluate,
                _add_predict, _add_truncation_report, _add_course)
+SUBCOMMAND_PARSERS = {add.__name__.removeprefix("_add_").replace("_", "-"): add
+                      for add in SUBCOMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -561,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for given_options
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import secrets
 import signal
 from collections import Counter
@@ -39,9 +40,21 @@ atomic write of a file called NAME, so the crash tests can stop a real run at an
 _writes_so_far: Counter[str] = Counter()
 
 
-def temp_path_for(path: Path) -> Path:
-    """A fresh hidden name beside ``path`` (same folder, so the final rename is atomic)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+_TEMP_NAME = re.compile(rf"^\..+\.\d+\.[0-9a-f]{{8}}{re.escape(TEMP_SUFFIX)}(\.\w+)?$")
+"""The shape of :func:`temp_path_for` names (and nothing a user would call a file)."""
+
+
+def temp_path_for(path: Path, keep_suffix: bool = False) -> Path:
+    """A fresh hidden name beside ``path`` (same folder, so the final rename is atomic);
+    ``keep_suffix`` ends it in ``path``'s suffix too, for writers that insist on one
+    (papermill wants ``.ipynb``)."""
+    end = path.suffix if keep_suffix else ""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}{end}")
+
+
+def is_temp_path(path: Path) -> bool:
+    """Whether ``path`` is named as :func:`temp_path_for` names a temporary file."""
+    return bool(_TEMP_NAME.match(path.name))
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
@@ -113,7 +126,7 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.glob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    stale = [p for p in folder.glob(".*") if is_temp_path(p) and p.is_file()]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

@@ -321,7 +321,7 @@ def test_evaluate_on_a_sample_keeps_the_runs_test_accuracy(run_copy, snli_dir):
     after = json.loads((run_copy / "metrics.json").read_text())
     assert after["test_accuracy"] == before["test_accuracy"]
     out.pop("split")
-    assert after["evaluations"]["test"] == {**out, "sample": 8, "seed": 0}
+    assert after["evaluations"]["test-8pairs-seed0"] == {**out, "sample": 8, "seed": 0}
 
 
 # -- checks that come first -----------------------------------------------------------------------

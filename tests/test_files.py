@@ -10,6 +10,7 @@ import pytest
 from bertnli_helpers.files import (
     atomic_write,
     atomic_write_json,
+    is_temp_path,
     remove_stale_temps,
     temp_path_for,
 )
@@ -41,7 +42,14 @@ def test_mode_follows_the_umask(tmp_path, umask):
 
 def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
     keep = atomic_write_json(tmp_path / "history.json", [])
+    users = [tmp_path / ".notes.tmp", tmp_path / ".draft.tmp.ipynb"]  # hidden, but not ours
+    for path in users:
+        path.write_text("mine")
     stale = temp_path_for(tmp_path / "checkpoint.pt")
     stale.write_bytes(b"half a checkpoint")
-    assert remove_stale_temps(tmp_path) == [stale]
-    assert [p.name for p in tmp_path.iterdir()] == [keep.name]
+    partial = temp_path_for(tmp_path / "01_x.ipynb", keep_suffix=True)  # papermill's partial
+    partial.write_text("{}")
+    assert partial.suffix == ".ipynb" and is_temp_path(partial) and is_temp_path(stale)
+    assert sorted(remove_stale_temps(tmp_path)) == sorted([stale, partial])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [keep.name, *(p.name for p in users)])

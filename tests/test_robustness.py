@@ -62,10 +62,11 @@ def test_snli_test_file_gives_the_split_figure_in_both_forms(run, snli_dir, tmp_
         assert by_file["n"] == by_split["n"] == 9824
         assert by_file["accuracy"] == by_split["accuracy"]
         assert by_file["loss"] == pytest.approx(by_split["loss"], rel=1e-6)
-        report = run / "eval-snli_1.0_test.json"
+        report, predictions_file = report_paths(run, path)
+        assert report.name.startswith("eval-snli_1.0_test-")
         assert json.loads(report.read_text())["accuracy"] == by_split["accuracy"]
         assert (run / "metrics.json").read_text() == metrics
-    predictions = pd.read_json(run / "eval-snli_1.0_test-predictions.jsonl", lines=True)
+    predictions = pd.read_json(predictions_file, lines=True)
     assert len(predictions) == 9824 and predictions["correct"].mean() == by_split["accuracy"]
     assert {"pairID", "captionID", "label1"} <= set(predictions.columns)
 
@@ -127,7 +128,8 @@ def test_python_equivalent_matches_evaluate(run, snli_dir, tmp_path):
     assert report.summary()["accuracy"] == expected["accuracy"]
     assert set(report.by("agreement").index) <= {"unanimous", "split"}
     json_path, preds = report_paths(run, path)
-    assert json_path == run / "eval-dev50.json" and preds == run / "eval-dev50-predictions.jsonl"
+    assert json_path.parent == run and json_path.name.startswith("eval-dev50-")
+    assert preds == json_path.with_name(f"{json_path.stem}-predictions.jsonl")
     content = write_report(report, json_path, preds, by=["agreement"])
     assert content["by"]["agreement"] and json_path.exists() and preds.exists()
 

@@ -194,44 +194,107 @@ def run_course(
     and ``index.html`` to ``output``; print and return a summary table. A failing notebook stops
     the course. Without ``keep_runs`` only the main run keeps its weights (see ``RUNS_DIR``).
     ``precision`` (fp32, bf16, fp16) replaces what ``"auto"`` picks in every notebook: training,
-    scoring and the widgets (through ``$BERTNLI_PRECISION``, which each kernel inherits)."""
-    from bertnli_helpers.course.site import index_page, notebook_page
-    from bertnli_helpers.model.precision import precision_override
+    scoring and the widgets (through ``$BERTNLI_PRECISION``, which each kernel inherits).
+    ``output`` has one writer at a time (``files.run_folder_lock``); a notebook's executed copy
+    replaces an earlier one only once it has run (see :func:`execute_atomically`), and a Ctrl-C
+    is recorded as ``interrupted`` in ``summary.json`` and ``index.html`` before it propagates."""
+    from bertnli_helpers.files import atomic_write_json, run_folder_lock
 
     chosen = get_profile(profile)
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    params = notebook_parameters(profile, output, model, data_dir, device)
-    summary: list[dict[str, Any]] = []
-    os.environ[OUTPUT_ENV] = str(output.resolve())
-    for notebook in course_notebooks(notebooks):
-        executed = output / notebook.name
-        tick = time.perf_counter()
-        status, error = "ok", ""
+    with run_folder_lock(output):
+        params = notebook_parameters(profile, output, model, data_dir, device)
+        os.environ[OUTPUT_ENV] = str(output.resolve())
+        summary: list[dict[str, Any]] = []
+        pages = _Pages(output, html, profile, model or chosen.model)
         try:
-            with precision_override(precision):
-                execute_notebook(notebook, executed, params, timeout)
-        except Exception as err:  # report which notebook failed, then stop
-            status, error = "failed", str(err).strip().splitlines()[-1][:200] if str(err) else ""
-        seconds = time.perf_counter() - tick
-        if html and executed.exists():
+            for notebook in course_notebooks(notebooks):
+                row = _run_one(notebook, output, params, timeout, precision, pages, summary)
+                if row["status"] != "ok":
+                    break
+        finally:  # a Ctrl-C too: the summary says what ran, what failed, what was interrupted
+            atomic_write_json(output / SUMMARY_FILE, summary)
+        print(summary_table(summary))
+        if not keep_runs:
+            removed = drop_run_weights(output)
+            print(f"removed {len(removed)} weight file(s) of comparison runs (--keep-runs keeps "
+                  "them)")
+        print(f"{output}: {folder_size(output) / 1e6:.0f} MB")
+    return summary
+
+
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class _Pages:
+    """The course's HTML: each executed notebook's page and ``index.html`` (when ``html``)."""
+
+    output: Path
+    html: bool
+    profile: str
+    model: str
+
+    def update(self, executed: Path, summary: list[dict[str, Any]], page: bool) -> None:
+        from bertnli_helpers.course.site import index_page, notebook_page
+
+        if not self.html:
+            return
+        if page and executed.exists():
             notebook_page(executed)
-        row = {"notebook": notebook.stem, "seconds": round(seconds, 1), "status": status,
-               "key numbers": read_results(output).get(notebook.stem, {}), "error": error}
+        index_page(self.output, summary, profile=self.profile, model=self.model,
+                   format_value=_format)
+
+
+def _run_one(notebook: Path, output: Path, params: dict[str, Any], timeout: int,
+             precision: str | None, pages: _Pages,
+             summary: list[dict[str, Any]]) -> dict[str, Any]:
+    """Execute one notebook into ``output``, add its row to ``summary`` and the pages."""
+    from bertnli_helpers.model.precision import precision_override
+
+    executed = output / notebook.name
+    tick = time.perf_counter()
+    status, error = "ok", ""
+    try:
+        with precision_override(precision):
+            execute_atomically(notebook, executed, params, timeout)
+    except KeyboardInterrupt:
+        status, error = "interrupted", "stopped by Ctrl-C; the earlier executed copy is kept"
+        raise
+    except Exception as err:  # report which notebook failed, then stop
+        status, error = "failed", str(err).strip().splitlines()[-1][:200] if str(err) else ""
+    finally:
+        row = {"notebook": notebook.stem, "seconds": round(time.perf_counter() - tick, 1),
+               "status": status, "key numbers": read_results(output).get(notebook.stem, {}),
+               "error": error}
         summary.append(row)
         print(_summary_line(row), flush=True)
-        if html:
-            index_page(output, summary, profile=profile, model=model or chosen.model,
-                       format_value=_format)
-        if status != "ok":
-            break
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(summary_table(summary))
-    if not keep_runs:
-        removed = drop_run_weights(output)
-        print(f"removed {len(removed)} weight file(s) of comparison runs (--keep-runs keeps them)")
-    print(f"{output}: {folder_size(output) / 1e6:.0f} MB")
-    return summary
+        pages.update(executed, summary, page=status != "interrupted")
+    return row
+
+
+def execute_atomically(notebook: Path, executed: Path, parameters: dict[str, Any],
+                       timeout: int = 3600) -> None:
+    """:func:`execute_notebook` into a temporary file renamed onto ``executed`` when the run
+    ends: finished, or failed (its traceback is what the reader needs to see). Interrupted, the
+    partial copy is removed and an earlier finished one stays as it was."""
+    from bertnli_helpers.files import temp_path_for
+
+    partial = temp_path_for(executed, keep_suffix=True)
+    try:
+        execute_notebook(notebook, partial, parameters, timeout)
+    except Exception:
+        _move_if_written(partial, executed)
+        raise
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _move_if_written(partial, executed)
+
+
+def _move_if_written(partial: Path, executed: Path) -> None:
+    if partial.exists():
+        os.replace(partial, executed)
 
 
 def _summary_line(row: dict[str, Any]) -> str:

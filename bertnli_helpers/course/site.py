@@ -114,6 +114,7 @@ th,td{border-bottom:1px solid #ddd;padding:.45em .6em;text-align:left;vertical-a
 th{background:#f4f6fa}td.num{text-align:right;white-space:nowrap}
 ul{margin:0;padding-left:1.1em}code{font-size:.92em}
 .status-ok{color:#1a7f37}.status-failed{color:#b42318;font-weight:bold}
+.status-interrupted{color:#9a6700;font-weight:bold}
 .meta{color:#555}a{color:#1f5fbf}
 """
 

@@ -32,7 +32,12 @@ import numpy as np
 import pandas as pd
 
 from bertnli_helpers.errors import BertNLIError, GridError
-from bertnli_helpers.files import atomic_write, atomic_write_json, atomic_write_text
+from bertnli_helpers.files import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    run_folder_lock,
+)
 from bertnli_helpers.study.comparison import (
     compare,
     correct_mask,
@@ -559,13 +564,19 @@ def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
 def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
              progress: bool = True, on_cell: Callable[[CellResult], None] | None = None
              ) -> GridResult:
-    """Run every cell not finished yet (``jobs`` processes at once), then save the tables."""
+    """Run every cell not finished yet (``jobs`` processes at once), then save the tables; the
+    grid folder is held as its only writer for the whole call (``files.run_folder_lock``)."""
+    check_recipes(spec)  # every cell's recipe, before the folder or a first cell is made
+    with run_folder_lock(root):  # one writer per grid folder (its cells lock their own)
+        return _run_grid_in(spec, Path(root), jobs, progress, on_cell)
+
+
+def _run_grid_in(spec: GridSpec, root: Path, jobs: int | None, progress: bool,
+                 on_cell: Callable[[CellResult], None] | None) -> GridResult:
     from bertnli_helpers.devices import resolve_device
     from bertnli_helpers.model.precision import describe_precision
     from bertnli_helpers.progress import progress_bar
 
-    root = Path(root)
-    check_recipes(spec)
     cells = list(spec.cells())
     jobs = jobs or default_jobs(len(cells))
     atomic_write_json(root / GRID_FILE, {"vary": {k: list(v) for k, v in spec.vary.items()},

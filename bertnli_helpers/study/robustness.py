@@ -12,6 +12,7 @@ it and writes the report to its own file, never into the run's ``metrics.json``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -228,14 +229,50 @@ def evaluate_file(
 
 def report_paths(run: str | os.PathLike[str], path: str | os.PathLike[str],
                  out: str | os.PathLike[str] | None = None,
-                 predictions: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+                 predictions: str | os.PathLike[str] | None = None, *,
+                 size: int | None = None, seed: int = 0) -> tuple[Path, Path]:
     """Where a file's report and predictions go: ``--out`` / ``--predictions``, else
-    ``eval-<file name>.json`` and ``eval-<file name>-predictions.jsonl`` in the run folder."""
-    name = re.sub(r"(\.(jsonl|txt|tsv))?(\.gz)?$", "", Path(path).name)
-    report = Path(out) if out is not None else Path(run) / f"eval-{name}.json"
+    ``eval-<file name>-<digest>.json`` and ``<that>-predictions.jsonl`` in the run folder, the
+    digest of the file's full path and the sample (``size``, ``seed``), so that two files of one
+    name, or two samples of one file, never share a report. A path that is the input file, one
+    of a run's own files or a folder is refused (:func:`check_report_paths`)."""
+    report = Path(out) if out is not None else Path(run) / default_report_name(path, size, seed)
     preds = (_predictions_path(predictions) if predictions is not None
              else report.with_name(f"{report.stem}-predictions.jsonl"))
+    check_report_paths(report, preds, Path(path))
     return report, preds
+
+
+def default_report_name(path: str | os.PathLike[str], size: int | None, seed: int) -> str:
+    """``eval-<file name>-<digest>.json``: readable, and apart for each file and sample."""
+    name = re.sub(r"(\.(jsonl|txt|tsv))?(\.gz)?$", "", Path(path).name)
+    source = f"{Path(path).resolve()}" + ("" if size is None else f"\x1f{size}\x1f{seed}")
+    return f"eval-{name}-{hashlib.sha1(source.encode()).hexdigest()[:8]}.json"
+
+
+def check_report_paths(report: Path, predictions: Path, source: Path) -> None:
+    """Refuse, before any work, a report or predictions path that would replace the input file,
+    a run's own files (``run.json``, ``metrics.json``, weights, ...), a folder, or each other."""
+    from bertnli_helpers.train.runs import is_run_file
+
+    for flag, target in (("--out", report), ("--predictions", predictions)):
+        if target.is_dir():
+            raise SettingError(f"{flag} {target} is a folder: name a file for the report")
+        if _same_file(target, source):
+            raise SettingError(f"{flag} {target} is the input file: name another file, or the "
+                               "input would be replaced by the report")
+        if is_run_file(target):
+            raise SettingError(f"{flag} {target} is one of the run's own files: name another "
+                               "file, or the run would lose it")
+    if _same_file(report, predictions):
+        raise SettingError(f"--out and --predictions are the same file ({report}): name two")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One file under two names (a link, ``..``, a relative path), or the same new name."""
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 def write_report(report: FileReport, json_path: Path, predictions_path: Path,

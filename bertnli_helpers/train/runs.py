@@ -42,7 +42,7 @@ from bertnli_helpers.errors import (
     InputTooLongError,
     SettingError,
 )
-from bertnli_helpers.files import atomic_write_json, run_folder_lock
+from bertnli_helpers.files import LOCK_FILE, atomic_write_json, is_temp_path, run_folder_lock
 from bertnli_helpers.model.bert import POOLING_HEADS, BERTClassifier, BertConfig
 from bertnli_helpers.model.checkpoints import (
     BEST_WEIGHTS_FILE,
@@ -50,6 +50,7 @@ from bertnli_helpers.model.checkpoints import (
     CONFIG_FILE,
     HISTORY_FILE,
     load_best_weights,
+    load_checkpoint,
 )
 from bertnli_helpers.model.inference import evaluate
 from bertnli_helpers.model.precision import resolve_precision
@@ -194,6 +195,82 @@ def read_json(path: Path) -> Any:
 def is_finished_run(folder: str | Path) -> bool:
     folder = Path(folder)
     return (folder / RUN_FILE).exists() and (folder / BEST_WEIGHTS_FILE).exists()
+
+
+def check_new_run_folder(folder: str | Path) -> None:
+    """Refuse to start a new run in ``folder`` when that would replace what someone has there:
+    a finished run, an interrupted one (its checkpoint), or files that are not a run of ours.
+    Only a folder that is missing, empty, or holds what a run stopped before its first
+    checkpoint wrote (``run_inputs.json`` and run files, nothing else) may take a new run."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    if is_finished_run(folder):
+        raise CheckpointError(f"{folder} already holds a run; pass --resume to continue it, or "
+                              "choose another --output")
+    if (folder / CHECKPOINT_FILE).exists():
+        step = load_checkpoint(folder).get("step", "?")
+        raise CheckpointError(f"{folder} holds an interrupted run at step {step}: --resume to "
+                              "continue, or remove it")
+    names = {p.name for p in folder.iterdir() if p.name != LOCK_FILE and not is_temp_path(p)}
+    if names and not (INPUTS_FILE in names and names <= set(RUN_FILES)):
+        raise CheckpointError(
+            f"{folder} is not empty and holds no run of bertnli (no {RUN_FILE}; it has "
+            f"{', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''}): choose an "
+            "empty or new --output folder")
+
+
+def is_run_file(path: str | Path) -> bool:
+    """Whether ``path`` is one of a run folder's own files (its settings, weights, checkpoint,
+    history, metrics, lock): what no report or other command may write over."""
+    path = Path(path)
+    in_a_run = (path.parent / RUN_FILE).exists() or (path.parent / INPUTS_FILE).exists()
+    return in_a_run and path.name in (*RUN_FILES, LOCK_FILE)
+
+
+def evaluation_key(split: str, size: int | None, seed: int) -> str:
+    """Where ``metrics.json`` keeps an evaluation on a split: the whole split under its name, a
+    sample under its size and seed, so that a 10-pair check never replaces a 300-pair one."""
+    return split if size is None else f"{split}-{size}pairs-seed{seed}"
+
+
+def recorded_inputs(folder: str | Path) -> dict[str, Any]:
+    """The ``run_inputs.json`` a resume continues from: every part present, else an error
+    naming the file (a resume without it would train on whatever the new options pick)."""
+    path = Path(folder) / INPUTS_FILE
+    if not path.exists():
+        raise CheckpointError(f"cannot resume the run in {folder}: it has no {INPUTS_FILE} to "
+                              "say what it was made with; remove the folder and start again")
+    saved = _in_current_form(read_json(path))
+    parts = ("info", "train_config", "data")
+    if not isinstance(saved, dict) or not all(isinstance(saved.get(k), dict) for k in parts):
+        raise CheckpointError(f"{path} does not record a run (it needs {', '.join(parts)}); "
+                              "restore the file, or remove the folder and start again")
+    return saved
+
+
+def resumed_recipe(folder: str | Path, asked_info: dict[str, Any],
+                   asked_config: dict[str, Any], preset: TrainConfig | None = None
+                   ) -> tuple[RunInfo, TrainConfig, dict[str, int | None]]:
+    """What a resume of the run in ``folder`` continues with: the ``RunInfo`` and
+    ``TrainConfig`` its ``run_inputs.json`` records, the settings asked (by field name)
+    replacing theirs, so that a different one is listed by the resume's check instead of being
+    quietly ignored; ``preset``, a recipe asked for by name, replaces the recorded training
+    fields but the seed. Also the sizes of the recorded samples (``train_size``, ...)."""
+    saved = recorded_inputs(folder)
+    info_fields = {f.name for f in dataclasses.fields(RunInfo)}
+    info = RunInfo(**{k: v for k, v in saved["info"].items() if k in info_fields})
+    if "model" in asked_info:  # sizes recorded for another model are not this one's
+        info.model_config = None
+    info = dataclasses.replace(info, **asked_info)
+    config_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    recorded = {k: v for k, v in saved["train_config"].items() if k in config_fields}
+    if preset is not None:
+        recorded.update({k: v for k, v in dataclasses.asdict(preset).items() if k != "seed"})
+    config = TrainConfig(**{**recorded, **asked_config})
+    sizes = {f"{name}_size": (saved["data"].get(name) or {}).get("pairs")
+             for name in ("train", "dev", "test")}  # all pairs or more: the whole split
+    return info, config, sizes
 
 
 def build_classifier(
