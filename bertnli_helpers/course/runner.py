@@ -175,6 +175,9 @@ def execute_notebook(notebook: Path, executed: Path, parameters: dict[str, Any],
         str(notebook), str(executed), parameters=parameters, cwd=str(notebook.parent),
         kernel_name="python3", progress_bar=False, execution_timeout=timeout,
         config=kernel_config(),
+        # a Ctrl-C that lands between two cells makes the kernel log its KeyboardInterrupt as a
+        # traceback; the course says "interrupted" itself, and a cell's errors are in its output
+        extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
     )
 
 
