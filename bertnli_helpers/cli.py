@@ -1,5 +1,5 @@
 """The ``bertnli`` command: download, finetune, pretrain, compare, evaluate, predict,
-truncation-report, course.
+truncation-report, course, release.
 
 Every subcommand explains itself with ``--help``; the choices it offers (pooling heads, models,
 splits, strategies, profiles) are read from the package's registries. Bad arguments, files and
@@ -359,6 +359,21 @@ def cmd_course(args: argparse.Namespace) -> int:
     return 0 if all(row["status"] == "ok" for row in summary) else 1
 
 
+# -- release ---------------------------------------------------------------------------------
+def cmd_release(args: argparse.Namespace) -> int:
+    from bertnli_helpers.course.release import release
+    from bertnli_helpers.course.runner import course_notebooks
+
+    try:
+        notebooks = course_notebooks(args.notebooks)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    written = release(notebooks, args.output)
+    print(f"student edition of {len(written)} notebooks in {Path(args.output)} "
+          "(solutions removed, outputs cleared)")
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------
 def _precision_arg(q: argparse.ArgumentParser) -> None:
     q.add_argument("--precision", default="auto", choices=PRECISIONS,
@@ -532,8 +547,21 @@ def _add_course(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_course)
 
 
+def _add_release(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "release", help="write the student edition of the notebooks (solutions removed)",
+        description="Write the student version of every notebook with nbgrader's own "
+        "preprocessors (needs the 'classroom' extra): cells tagged 'solution' removed, each "
+        "### BEGIN SOLUTION ... ### END SOLUTION region replaced by 'answer = None  # your "
+        "answer', outputs cleared, everything else as in notebooks/. Files the folder holds "
+        "that an earlier release did not write are never overwritten.")
+    p.add_argument("--output", required=True, help="folder for the student edition")
+    p.add_argument("--notebooks", nargs="+", help="only these notebooks (names or numbers)")
+    p.set_defaults(func=cmd_release)
+
+
 SUBCOMMANDS = (_add_download, _add_finetune, _add_pretrain, _add_compare, _add_evaluate,
-               _add_predict, _add_truncation_report, _add_course)
+               _add_predict, _add_truncation_report, _add_course, _add_release)
 
 
 def build_parser() -> argparse.ArgumentParser:
