@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -179,6 +180,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         run_grid,
         variant_label,
     )
+    from bertnli_helpers.train.runs import shared_runs_root
 
     vary = parse_vary(args.vary)
     baseline = {}
@@ -187,10 +189,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         baseline[name.strip().replace("-", "_")] = parse_value(name.strip().replace("-", "_"),
                                                                value.strip())
     info, config = recipe(args)
+    shared = shared_runs_root(args.shared_runs)
     spec = GridSpec(info, config, vary, seeds=args.seeds, baseline=baseline or None,
                     train_size=args.train_size, dev_size=args.dev_size,
                     test_size=args.test_size, data_seed=args.seed, data_dir=args.data_dir,
-                    score_on=args.score_on)
+                    score_on=args.score_on, shared_runs=str(shared) if shared else None)
     cells = len(spec.variants()) * len(spec.seeds)
     print(f"grid: {len(spec.variants())} variants x {len(spec.seeds)} seeds = {cells} runs; "
           f"baseline {variant_label(spec.baseline_variant())}", flush=True)
@@ -346,11 +349,15 @@ def cmd_truncation_report(args: argparse.Namespace) -> int:
 # -- course ----------------------------------------------------------------------------------
 def cmd_course(args: argparse.Namespace) -> int:
     from bertnli_helpers.course.runner import course_notebooks, run_course
+    from bertnli_helpers.train.runs import SHARED_RUNS_ENV, shared_runs_root
 
     try:
         course_notebooks(args.notebooks)  # an unknown name: refused before any folder is made
     except ValueError as err:
         raise UsageError(str(err)) from None
+    shared = shared_runs_root(args.shared_runs)
+    if shared is not None:  # every notebook's kernel inherits it
+        os.environ[SHARED_RUNS_ENV] = str(shared.resolve())
     summary = run_course(
         profile=args.profile, output=Path(args.output), notebooks=args.notebooks,
         model=args.model, data_dir=args.data_dir, device=args.device, html=not args.no_html,
@@ -379,6 +386,13 @@ def _precision_arg(q: argparse.ArgumentParser) -> None:
     q.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="arithmetic: auto (default: bf16 autocast on a GPU or a CPU that "
                    "computes bf16 natively, else fp32), fp32, bf16, fp16 (GPU only)")
+
+
+def _shared_runs_arg(q: argparse.ArgumentParser, what: str) -> None:
+    q.add_argument("--shared-runs", metavar="DIR",
+                   help=f"a read-only run store ({what}) laid out like --output: finished runs "
+                   "made with the same settings are re-used from it, nothing is written there "
+                   "(default: $BERTNLI_SHARED_RUNS)")
 
 
 def _data_args(q: argparse.ArgumentParser) -> None:
@@ -477,6 +491,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=_positive_int,
                    help="runs at once (default: one per GPU, else one per 4 CPU cores)")
     p.add_argument("--output", required=True, help="folder for the grid's runs and tables")
+    _shared_runs_arg(p, "a teacher's grid folder")
     p.set_defaults(func=cmd_compare)
 
 
@@ -544,6 +559,7 @@ def _add_course(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-runs", action="store_true",
                    help="keep the weights of every run (default: only the main run's)")
     _precision_arg(p)
+    _shared_runs_arg(p, "a teacher's course output folder")
     p.set_defaults(func=cmd_course)
 
 
