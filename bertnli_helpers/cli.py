@@ -172,6 +172,11 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    if args.gather:
+        return gather_command(args)
+    if not args.vary:
+        raise UsageError("give --vary NAME=V1,V2 (the settings to compare), or --gather the "
+                         "grid folders of a class")
     from bertnli_helpers.study.grids import (
         GridSpec,
         markdown_table,
@@ -190,7 +195,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                                                value.strip())
     info, config = recipe(args)
     shared = shared_runs_root(args.shared_runs)
-    spec = GridSpec(info, config, vary, seeds=args.seeds, baseline=baseline or None,
+    spec = GridSpec(info, config, vary, seeds=args.seeds or (0,), baseline=baseline or None,
                     train_size=args.train_size, dev_size=args.dev_size,
                     test_size=args.test_size, data_seed=args.seed, data_dir=args.data_dir,
                     score_on=args.score_on, shared_runs=str(shared) if shared else None)
@@ -208,6 +213,38 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for sentence in result.sentences():
         print(sentence)
     print(f"tables in {Path(args.output)}: results.csv, results.md, verdicts.csv, verdicts.md")
+    if len(spec.seeds) == 1:
+        print(CLASS_HANDOUT)
+    return 0
+
+
+CLASS_HANDOUT = (
+    "For a class: give every student this command with their own seed (student n: --seeds n) "
+    "and their own --output, collect the folders, then merge them, every seed once: "
+    "bertnli compare --gather FOLDER [FOLDER ...] --output CLASS")
+
+
+def gather_command(args: argparse.Namespace) -> int:
+    """``compare --gather``: the students' grids merged; the recipe is theirs, not the options."""
+    from bertnli_helpers.study.gather import gather
+    from bertnli_helpers.study.grids import markdown_table
+
+    given = [f"--{name.replace('_', '-')}" for name in ("vary", "baseline", "seeds",
+                                                         "shared_runs")
+             if getattr(args, name)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not with --gather (the gathered grids' own "
+                         "recipe, variants and seeds are merged)")
+    result, duplicates = gather(args.gather, args.output)
+    seeds = sorted({cell.seed for cell in result.cells})
+    print(f"gathered {len(result.cells)} runs from {len(args.gather)} grids: seeds "
+          f"{', '.join(map(str, seeds))}" +
+          (f"; {duplicates} duplicate run(s) dropped" if duplicates else ""))
+    print(markdown_table(result.table()))
+    for sentence in result.sentences():
+        print(sentence)
+    print(f"tables in {Path(args.output)}: results.csv, results.md, verdicts.csv, verdicts.md, "
+          "grid.png")
     return 0
 
 
@@ -479,10 +516,15 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         "Writes results and verdicts (CSV and Markdown) to --output: each verdict compares "
         "two variants that differ in one setting.")
     _recipe_args(p)
-    p.add_argument("--vary", action="append", required=True, metavar="NAME=V1,V2",
+    p.add_argument("--vary", action="append", metavar="NAME=V1,V2",
                    help="a setting and its values, e.g. truncation=longest_first,ratio; "
                    "repeat for more settings. Can vary: " + ", ".join(SETTINGS))
-    p.add_argument("--seeds", type=_seeds, default=(0,), help="training seeds, e.g. 0,1,2")
+    p.add_argument("--seeds", type=_seeds, help="training seeds, e.g. 0,1,2 (default 0); in a "
+                   "class, one per student: student n runs --seeds n")
+    p.add_argument("--gather", nargs="+", metavar="DIR",
+                   help="instead of training: merge the finished runs of these grid folders "
+                   "(students' --output folders of the same recipe, other seeds or variants) "
+                   "into --output, every seed once")
     p.add_argument("--baseline", action="append", metavar="NAME=VALUE",
                    help="the variant the others are compared with (default: first values)")
     p.add_argument("--score-on", default="test", choices=["test", "dev"],

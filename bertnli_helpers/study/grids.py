@@ -36,6 +36,7 @@ from bertnli_helpers.study.comparison import compare, correct_mask, learning_che
 
 PROBS_FILE = "scored_probs.npy"  # probabilities on the split the verdicts are computed on
 GRID_FILE = "grid.json"
+LABELS_FILE = "scored_labels.npy"  # the gold labels of the scored pairs, for gathering grids
 FIGURE_FILE = "grid.png"
 
 
@@ -529,10 +530,7 @@ def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
     root = Path(root)
     cells = list(spec.cells())
     jobs = jobs or default_jobs(len(cells))
-    atomic_write_json(root / GRID_FILE, {"vary": {k: list(v) for k, v in spec.vary.items()},
-                                         "seeds": list(spec.seeds),
-                                         "only": list(spec.only) if spec.only else None,
-                                         "baseline": variant_label(spec.baseline_variant())})
+    write_grid_file(spec, root)
     result = GridResult(spec)
     print(describe_precision(spec.config.precision, resolve_device(spec.config.device)),
           flush=True)
@@ -543,8 +541,32 @@ def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
         if on_cell is not None:
             on_cell(cell)
     bar.close()
+    if result.cells:
+        labels = result.cells[0].labels
+        atomic_write(root / LABELS_FILE, lambda handle: np.save(handle, labels))
     result.save(root)
     return result
+
+
+def recipe_of(spec: GridSpec) -> dict[str, Any]:
+    """What makes grids comparable: everything of the spec but seeds, values varied and where
+    the data and runs are (the device of each machine aside)."""
+    config = {k: v for k, v in dataclasses.asdict(spec.config).items() if k not in ("seed",
+                                                                                     "device")}
+    return json.loads(json.dumps({
+        "info": dataclasses.asdict(spec.info), "config": config, "settings": list(spec.vary),
+        "train_size": spec.train_size, "dev_size": spec.dev_size, "test_size": spec.test_size,
+        "data_seed": spec.data_seed, "score_on": spec.score_on}))
+
+
+def write_grid_file(spec: GridSpec, root: Path, **extra: Any) -> Path:
+    """``grid.json``: what was varied, the seeds, the baseline and the recipe, which
+    ``bertnli compare --gather`` checks before merging grids (see ``study.gather``)."""
+    return atomic_write_json(root / GRID_FILE, {
+        "vary": {k: list(v) for k, v in spec.vary.items()}, "seeds": list(spec.seeds),
+        "only": list(spec.only) if spec.only else None,
+        "baseline": variant_label(spec.baseline_variant()),
+        "baseline_values": dict(spec.baseline_variant()), "recipe": recipe_of(spec), **extra})
 
 
 def _execute(spec: GridSpec, root: Path, cells: list[tuple[Variant, int]],
