@@ -94,7 +94,7 @@ def _written_before(output: Path) -> dict[str, str]:
     if not manifest.exists():
         return {}
     try:
-        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        files = dict(json.loads(manifest.read_text(encoding="utf-8"))["files"])
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"{manifest} is not a release manifest: choose another --output, or "
                          "remove the file if it is yours to remove") from None
