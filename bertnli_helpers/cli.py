@@ -1,5 +1,5 @@
 """The ``bertnli`` command: download, finetune, pretrain, compare, evaluate, predict,
-truncation-report, course.
+truncation-report, course, release.
 
 Every subcommand explains itself with ``--help``; the choices it offers (pooling heads, models,
 splits, strategies, profiles) are read from the package's registries. Bad arguments, files and
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -244,6 +245,11 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    if args.gather:
+        return gather_command(args)
+    if not args.vary:
+        raise UsageError("give --vary NAME=V1,V2 (the settings to compare), or --gather the "
+                         "grid folders of a class")
     from bertnli_helpers.study.grids import (
         GridSpec,
         markdown_table,
@@ -252,14 +258,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         run_grid,
         variant_label,
     )
+    from bertnli_helpers.train.runs import shared_runs_root
 
     vary = parse_vary(args.vary)
     baseline = parse_baseline(args.baseline or [])
     info, config = recipe(args)
-    spec = GridSpec(info, config, vary, seeds=args.seeds, baseline=baseline or None,
+    shared = shared_runs_root(args.shared_runs)
+    spec = GridSpec(info, config, vary, seeds=args.seeds or (0,), baseline=baseline or None,
                     train_size=args.train_size, dev_size=args.dev_size,
                     test_size=args.test_size, data_seed=args.seed, data_dir=args.data_dir,
-                    score_on=args.score_on)
+                    score_on=args.score_on, shared_runs=str(shared) if shared else None)
     cells = len(spec.variants()) * len(spec.seeds)
     print(f"grid: {len(spec.variants())} variants x {len(spec.seeds)} seeds = {cells} runs; "
           f"baseline {variant_label(spec.baseline_variant())}", flush=True)
@@ -274,6 +282,38 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for sentence in result.sentences():
         print(sentence)
     print(f"tables in {Path(args.output)}: results.csv, results.md, verdicts.csv, verdicts.md")
+    if len(spec.seeds) == 1:
+        print(CLASS_HANDOUT)
+    return 0
+
+
+CLASS_HANDOUT = (
+    "For a class: give every student this command with their own seed (student n: --seeds n) "
+    "and their own --output, collect the folders, then merge them, every seed once: "
+    "bertnli compare --gather FOLDER [FOLDER ...] --output CLASS")
+
+
+def gather_command(args: argparse.Namespace) -> int:
+    """``compare --gather``: the students' grids merged; the recipe is theirs, not the options."""
+    from bertnli_helpers.study.gather import gather
+    from bertnli_helpers.study.grids import markdown_table
+
+    given = [f"--{name.replace('_', '-')}" for name in ("vary", "baseline", "seeds",
+                                                         "shared_runs")
+             if getattr(args, name)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not with --gather (the gathered grids' own "
+                         "recipe, variants and seeds are merged)")
+    result, duplicates = gather(args.gather, args.output)
+    seeds = sorted({cell.seed for cell in result.cells})
+    print(f"gathered {len(result.cells)} runs from {len(args.gather)} grids: seeds "
+          f"{', '.join(map(str, seeds))}" +
+          (f"; {duplicates} duplicate run(s) dropped" if duplicates else ""))
+    print(markdown_table(result.table()))
+    for sentence in result.sentences():
+        print(sentence)
+    print(f"tables in {Path(args.output)}: results.csv, results.md, verdicts.csv, verdicts.md, "
+          "grid.png")
     return 0
 
 
@@ -400,11 +440,15 @@ def cmd_truncation_report(args: argparse.Namespace) -> int:
 # -- course ----------------------------------------------------------------------------------
 def cmd_course(args: argparse.Namespace) -> int:
     from bertnli_helpers.course.runner import course_notebooks, run_course
+    from bertnli_helpers.train.runs import SHARED_RUNS_ENV, shared_runs_root
 
     try:
         course_notebooks(args.notebooks)  # an unknown name: refused before any folder is made
     except ValueError as err:
         raise UsageError(str(err)) from None
+    shared = shared_runs_root(args.shared_runs)
+    if shared is not None:  # every notebook's kernel inherits it
+        os.environ[SHARED_RUNS_ENV] = str(shared.resolve())
     summary = run_course(
         profile=args.profile, output=Path(args.output), notebooks=args.notebooks,
         model=args.model, data_dir=args.data_dir, device=args.device, html=not args.no_html,
@@ -413,11 +457,33 @@ def cmd_course(args: argparse.Namespace) -> int:
     return 0 if all(row["status"] == "ok" for row in summary) else 1
 
 
+# -- release ---------------------------------------------------------------------------------
+def cmd_release(args: argparse.Namespace) -> int:
+    from bertnli_helpers.course.release import release
+    from bertnli_helpers.course.runner import course_notebooks
+
+    try:
+        notebooks = course_notebooks(args.notebooks)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    written = release(notebooks, args.output)
+    print(f"student edition of {len(written)} notebooks in {Path(args.output)} "
+          "(solutions removed, outputs cleared)")
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------
 def _precision_arg(q: argparse.ArgumentParser) -> None:
     q.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="arithmetic: auto (default: bf16 autocast on a GPU or a CPU that "
                    "computes bf16 natively, else fp32), fp32, bf16, fp16 (GPU only)")
+
+
+def _shared_runs_arg(q: argparse.ArgumentParser, what: str) -> None:
+    q.add_argument("--shared-runs", metavar="DIR",
+                   help=f"a read-only run store ({what}) laid out like --output: finished runs "
+                   "made with the same settings are re-used from it, nothing is written there "
+                   "(default: $BERTNLI_SHARED_RUNS)")
 
 
 def _data_args(q: argparse.ArgumentParser) -> None:
@@ -506,10 +572,15 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         "Writes results and verdicts (CSV and Markdown) to --output: each verdict compares "
         "two variants that differ in one setting.")
     _recipe_args(p)
-    p.add_argument("--vary", action="append", required=True, metavar="NAME=V1,V2",
+    p.add_argument("--vary", action="append", metavar="NAME=V1,V2",
                    help="a setting and its values, e.g. truncation=longest_first,ratio; "
                    "repeat for more settings. Can vary: " + ", ".join(SETTINGS))
-    p.add_argument("--seeds", type=_seeds, default=(0,), help="training seeds, e.g. 0,1,2")
+    p.add_argument("--seeds", type=_seeds, help="training seeds, e.g. 0,1,2 (default 0); in a "
+                   "class, one per student: student n runs --seeds n")
+    p.add_argument("--gather", nargs="+", metavar="DIR",
+                   help="instead of training: merge the finished runs of these grid folders "
+                   "(students' --output folders of the same recipe, other seeds or variants) "
+                   "into --output, every seed once")
     p.add_argument("--baseline", action="append", metavar="NAME=VALUE",
                    help="the variant the others are compared with (default: first values)")
     p.add_argument("--score-on", default="test", choices=["test", "dev"],
@@ -519,6 +590,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                    help="runs at once (default: one per GPU, else one per 4 CPU cores)")
     p.add_argument("--output", required=True, type=_output_folder,
                    help="folder for the grid's runs and tables")
+    _shared_runs_arg(p, "a teacher's grid folder")
     p.set_defaults(func=cmd_compare)
 
 
@@ -586,11 +658,25 @@ def _add_course(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-runs", action="store_true",
                    help="keep the weights of every run (default: only the main run's)")
     _precision_arg(p)
+    _shared_runs_arg(p, "a teacher's course output folder")
     p.set_defaults(func=cmd_course)
 
 
+def _add_release(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "release", help="write the student edition of the notebooks (solutions removed)",
+        description="Write the student version of every notebook with nbgrader's own "
+        "preprocessors (needs the 'classroom' extra): cells tagged 'solution' removed, each "
+        "### BEGIN SOLUTION ... ### END SOLUTION region replaced by 'answer = None  # your "
+        "answer', outputs cleared, everything else as in notebooks/. Files the folder holds "
+        "that an earlier release did not write are never overwritten.")
+    p.add_argument("--output", required=True, help="folder for the student edition")
+    p.add_argument("--notebooks", nargs="+", help="only these notebooks (names or numbers)")
+    p.set_defaults(func=cmd_release)
+
+
 SUBCOMMANDS = (_add_download, _add_finetune, _add_pretrain, _add_compare, _add_evaluate,
-               _add_predict, _add_truncation_report, _add_course)
+               _add_predict, _add_truncation_report, _add_course, _add_release)
 SUBCOMMAND_PARSERS = {add.__name__.removeprefix("_add_").replace("_", "-"): add
                       for add in SUBCOMMANDS}
 

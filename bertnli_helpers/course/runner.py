@@ -334,6 +334,8 @@ class NotebookContext:
     seed: int
     output: Path
     precision: str = "auto"  # the TrainConfig precision of every run, and of scoring
+    shared: Path | None = None  # a read-only course output whose finished runs are re-used
+    # ($BERTNLI_SHARED_RUNS: a teacher's `make course` folder); nothing is written there
 
     def record(self, key: str, value: Any) -> Any:
         """Keep a key number for the course summary (and return it, to show in the cell)."""
@@ -397,9 +399,13 @@ class NotebookContext:
         train, dev, test = self.splits()
         folder = (f"{RUNS_DIR}/{MAIN_RUN_PREFIX}{Path(self.model).name}-{self.profile.name}"
                   f"-seed{self.seed}")
+        from bertnli_helpers.train.runs import shared_counterpart
+
         return finetune_run(self.path(folder), self.run_info(), train, dev, test,
                             config or self.train_config(), callbacks=callbacks,
-                            keep_checkpoint=False)
+                            keep_checkpoint=False,
+                            shared=shared_counterpart(self.path(folder), self.output,
+                                                      self.shared))
 
     def compare(self, name: str, vary: dict[str, Sequence[Any]], *, preset_name: str = "tuned",
                 seeds: Sequence[int] | None = None, baseline: dict[str, Any] | None = None,
@@ -427,7 +433,8 @@ class NotebookContext:
                         test_size=self.profile.test_size, data_seed=self.seed,
                         data_dir=str(self.data_dir), score_on=score_on,
                         only=tuple(only) if only is not None else None,
-                        cell_store=str(self.path("grids/cells")))
+                        cell_store=str(self.path("grids/cells")),
+                        shared_runs=str(self.shared / "grids/cells") if self.shared else None)
         return run_grid(spec, self.path(f"grids/{name}-{self.profile.name}-seed{self.seed}"),
                         jobs=1)
 
@@ -469,6 +476,7 @@ def setup_notebook(
     from bertnli_helpers.data.snli import SampleWarning, resolve_data_dir, train_sample_note
     from bertnli_helpers.devices import resolve_device
     from bertnli_helpers.model.precision import describe_precision
+    from bertnli_helpers.train.runs import shared_runs_root
 
     chosen = get_profile(profile)
     folder = resolve_data_dir(data_dir)
@@ -484,9 +492,10 @@ def setup_notebook(
         seed=seed,
         output=output_dir_for(output_dir),
         precision=precision or chosen.precision,
+        shared=shared_runs_root(),
     )
     print(f"profile {chosen.name} | model {ctx.model} | device {ctx.device} | data {folder} | "
-          f"outputs {ctx.output}")
+          f"outputs {ctx.output}" + (f" | shared runs {ctx.shared}" if ctx.shared else ""))
     print(describe_precision(ctx.precision, ctx.device))
     if note:
         print(note)

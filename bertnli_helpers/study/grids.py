@@ -49,6 +49,7 @@ from bertnli_helpers.study.comparison import (
 
 PROBS_FILE = "scored_probs.npy"  # probabilities on the split the verdicts are computed on
 GRID_FILE = "grid.json"
+LABELS_FILE = "scored_labels.npy"  # the gold labels of the scored pairs, for gathering grids
 FIGURE_FILE = "grid.png"
 
 
@@ -199,6 +200,8 @@ class GridSpec:
     # each written as the settings it changes from the baseline (None: every combination)
     cell_store: str | None = None  # a folder several grids share: each cell is stored by a
     # digest of everything that decides its run, so a run another grid made is re-used
+    shared_runs: str | None = None  # a read-only folder laid out as this grid's root (or its
+    # cell_store): a finished cell found there is re-used from it, never written or locked
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -285,21 +288,26 @@ def run_cell(spec: GridSpec, root: Path, variant: Variant, seed: int) -> CellRes
     A finished cell whose run inputs match and whose scores are kept is read back without its
     weights (which the course deletes to save disk)."""
     from bertnli_helpers.model.checkpoints import CHECKPOINT_FILE
-    from bertnli_helpers.train.runs import run_inputs, stored_run_metrics
+    from bertnli_helpers.train.runs import run_inputs, shared_counterpart, stored_run_metrics
 
     info, config, train_size = cell_recipe(spec, variant, seed)
     train, dev, test = _splits(spec, train_size)
     scored = test if spec.score_on == "test" else dev
     inputs = run_inputs(info, train, dev, test, config)
     folder = cell_folder(spec, root, variant, seed, inputs)
+    shared = shared_counterpart(folder, spec.cell_store or root, spec.shared_runs)
     labels = np.array([r.label for r in scored.records])
-    metrics, probs = stored_run_metrics(folder, inputs), _stored_probs(folder, len(labels))
-    if metrics is not None and probs is not None:
-        return CellResult(variant, seed, metrics, correct_mask(probs, labels), labels, True,
-                          folder)
+    for stored in (shared, folder):  # the shared store first: it is read, never written
+        if stored is None:
+            continue
+        metrics, probs = stored_run_metrics(stored, inputs), _stored_probs(stored, len(labels))
+        if metrics is not None and probs is not None:
+            return CellResult(variant, seed, metrics, correct_mask(probs, labels), labels, True,
+                              stored)
     with contextlib.redirect_stdout(io.StringIO()):  # the grid says the precision once
         metrics, probs, reused = _train_and_score(folder, info, train, dev, test, scored,
-                                                  config, (folder / CHECKPOINT_FILE).exists())
+                                                  config, (folder / CHECKPOINT_FILE).exists(),
+                                                  shared)
     return CellResult(variant, seed, metrics, correct_mask(probs, labels), labels, reused, folder)
 
 
@@ -312,16 +320,17 @@ def _stored_probs(folder: Path, pairs: int) -> np.ndarray | None:
 
 
 def _train_and_score(folder: Path, info: Any, train: Any, dev: Any, test: Any, scored: Any,
-                     config: Any, resume: bool) -> tuple[dict[str, Any], np.ndarray, bool]:
+                     config: Any, resume: bool, shared: Path | None = None
+                     ) -> tuple[dict[str, Any], np.ndarray, bool]:
     """Fine-tune (or re-use, or resume) the cell's run, and write its probabilities on the
-    scored pairs."""
+    scored pairs (into the user's ``folder``, also when the run came from ``shared``)."""
     from bertnli_helpers.data.dataset import SNLIBERTDataset
     from bertnli_helpers.model.inference import predict
     from bertnli_helpers.train.runs import finetune_run
 
     outcome = finetune_run(folder, info, train, dev, test, config, reuse=True, resume=resume,
-                           keep_checkpoint=False)
-    probs = _stored_probs(folder, len(scored)) if outcome.reused else None
+                           keep_checkpoint=False, shared=shared)
+    probs = _stored_probs(outcome.folder, len(scored)) if outcome.reused else None
     if probs is None:
         data = SNLIBERTDataset(scored, outcome.tokenizer, info.max_len, info.truncation)
         probs = predict(outcome.net, data, precision=config.precision)
@@ -579,10 +588,7 @@ def _run_grid_in(spec: GridSpec, root: Path, jobs: int | None, progress: bool,
 
     cells = list(spec.cells())
     jobs = jobs or default_jobs(len(cells))
-    atomic_write_json(root / GRID_FILE, {"vary": {k: list(v) for k, v in spec.vary.items()},
-                                         "seeds": list(spec.seeds),
-                                         "only": list(spec.only) if spec.only else None,
-                                         "baseline": variant_label(spec.baseline_variant())})
+    write_grid_file(spec, root)
     result = GridResult(spec)
     print(describe_precision(spec.config.precision, resolve_device(spec.config.device)),
           flush=True)
@@ -593,8 +599,32 @@ def _run_grid_in(spec: GridSpec, root: Path, jobs: int | None, progress: bool,
         if on_cell is not None:
             on_cell(cell)
     bar.close()
+    if result.cells:
+        labels = result.cells[0].labels
+        atomic_write(root / LABELS_FILE, lambda handle: np.save(handle, labels))
     result.save(root)
     return result
+
+
+def recipe_of(spec: GridSpec) -> dict[str, Any]:
+    """What makes grids comparable: everything of the spec but seeds, values varied and where
+    the data and runs are (the device of each machine aside)."""
+    config = {k: v for k, v in dataclasses.asdict(spec.config).items() if k not in ("seed",
+                                                                                     "device")}
+    return json.loads(json.dumps({
+        "info": dataclasses.asdict(spec.info), "config": config, "settings": list(spec.vary),
+        "train_size": spec.train_size, "dev_size": spec.dev_size, "test_size": spec.test_size,
+        "data_seed": spec.data_seed, "score_on": spec.score_on}))
+
+
+def write_grid_file(spec: GridSpec, root: Path, **extra: Any) -> Path:
+    """``grid.json``: what was varied, the seeds, the baseline and the recipe, which
+    ``bertnli compare --gather`` checks before merging grids (see ``study.gather``)."""
+    return atomic_write_json(root / GRID_FILE, {
+        "vary": {k: list(v) for k, v in spec.vary.items()}, "seeds": list(spec.seeds),
+        "only": list(spec.only) if spec.only else None,
+        "baseline": variant_label(spec.baseline_variant()),
+        "baseline_values": dict(spec.baseline_variant()), "recipe": recipe_of(spec), **extra})
 
 
 def _execute(spec: GridSpec, root: Path, cells: list[tuple[Variant, int]],

@@ -9,6 +9,12 @@ and ``bertnli evaluate`` / ``predict`` use the same function.
 pairs were encoded (the ``encode`` function: whole pairs, or hypotheses only), the
 ``TrainConfig`` (but its ``device``) and a fingerprint of the train, dev and test pairs.
 ``finetune_run(reuse=True)`` loads a finished run only when all of them match the call's.
+
+A shared run store (:data:`SHARED_RUNS_ENV`, or a command's ``--shared-runs``) is a folder laid
+out like the user's own (a teacher's ``make course`` output, a teacher's grid) that many users
+read and nobody writes: a finished run found at the same place there, made with the same inputs,
+is loaded from it by the same rule, without writing into or locking it; everything new is
+written in the user's own folder.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +48,7 @@ from bertnli_helpers.errors import (
     EmptySplitError,
     InputTooLongError,
     SettingError,
+    UsageError,
 )
 from bertnli_helpers.files import LOCK_FILE, atomic_write_json, is_temp_path, run_folder_lock
 from bertnli_helpers.model.bert import POOLING_HEADS, BERTClassifier, BertConfig
@@ -179,6 +187,35 @@ RUN_FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "pooling": _one_of(lambda: POOLING_HEADS, "a pooling head", "pooling"),
     "model_config": _model_sizes_problem,
 }
+
+
+SHARED_RUNS_ENV = "BERTNLI_SHARED_RUNS"
+
+
+def shared_runs_root(explicit: str | Path | None = None) -> Path | None:
+    """The shared run store: ``explicit``, else ``$BERTNLI_SHARED_RUNS``, else none. A store that
+    is not a folder is refused, naming it (a typo must not silently train everything again)."""
+    chosen = explicit if explicit is not None else os.environ.get(SHARED_RUNS_ENV) or None
+    if chosen is None:
+        return None
+    root = Path(chosen)
+    if not root.is_dir():
+        where = "--shared-runs" if explicit is not None else f"${SHARED_RUNS_ENV}"
+        raise UsageError(f"{where} {root} is not a folder: point it at the folder a teacher's "
+                         "run wrote (e.g. the shared course_output), or unset it")
+    return root
+
+
+def shared_counterpart(folder: str | Path, own_root: str | Path,
+                       shared_root: str | Path | None) -> Path | None:
+    """Where ``folder`` (a run folder under the user's ``own_root``) sits in the shared store."""
+    if shared_root is None:
+        return None
+    try:
+        relative = Path(folder).absolute().relative_to(Path(own_root).absolute())
+    except ValueError:
+        return None
+    return Path(shared_root) / relative
 
 
 def read_json(path: Path) -> Any:
@@ -480,6 +517,7 @@ def finetune_run(
     keep_checkpoint: bool = True,
     bias_probs: Any = None,
     encode: Encode = SNLIBERTDataset,
+    shared: str | Path | None = None,
 ) -> RunOutcome:
     """Fine-tune ``info.model`` into ``folder`` and evaluate it on test.
 
@@ -494,15 +532,20 @@ def finetune_run(
     hypothesis-only run passes ``analysis.hypothesis_only_dataset``, and its fingerprint says so.
     ``bias_probs``: the bias expert's probabilities of the train pairs, for a debiasing
     ``config.objective``; their fingerprint is part of the run's data, so a run is re-used (or
-    resumed) only with the same bias expert.
+    resumed) only with the same bias expert. ``shared``: this run's folder in a read-only shared
+    store (see :func:`shared_counterpart`); with ``reuse``, a finished run there made with the
+    same inputs is loaded from it (nothing is written there, nor locked) before ``folder`` is
+    looked at.
     """
     folder = Path(folder)
     check_splits(train, dev, test)
     resolve_device(config.device)  # an unavailable device: refused before anything is written
     wanted = _wanted_inputs(info, train, dev, test, config, encode, bias_probs)
+    if reuse and shared is not None and is_reusable(shared, wanted):
+        return _reuse(Path(shared), config, keep_checkpoint=True)  # never delete from it
     saved = saved_inputs(folder)
     finished = is_finished_run(folder) and (folder / METRICS_FILE).exists()
-    if reuse and finished and not _differences(saved, wanted):
+    if reuse and is_reusable(folder, wanted):
         return _reuse(folder, config, keep_checkpoint)
     resume = resume and not (reuse and finished)  # a finished run of other settings: replaced
     if resume and saved is not None:  # older folders: fine_tune's own checks only
@@ -532,6 +575,14 @@ def finetune_run(
         (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
     return RunOutcome(net.eval(), tokenizer, metrics, result.history, reused=False, info=info,
                       folder=folder)
+
+
+def is_reusable(folder: str | Path, wanted: dict[str, Any]) -> bool:
+    """The rule for re-using a run: finished in ``folder``, with its metrics, made with exactly
+    ``wanted`` (its device aside). Reads only."""
+    folder = Path(folder)
+    return (is_finished_run(folder) and (folder / METRICS_FILE).exists()
+            and not _differences(saved_inputs(folder), wanted))
 
 
 def _wanted_inputs(info: RunInfo, train: SNLISplit, dev: SNLISplit, test: SNLISplit | None,
