@@ -550,31 +550,50 @@ def finetune_run(
     resume = resume and not (reuse and finished)  # a finished run of other settings: replaced
     if resume and saved is not None:  # older folders: fine_tune's own checks only
         _check_resume(folder, saved, wanted, config)
-    info = dataclasses.replace(info)  # a copy: the caller's stays as asked
-    bert, tokenizer, info.model_config = load_for_run(info.model, info.model_config,
-                                                      seed=config.seed)
-    torch.manual_seed(config.seed)  # the new output layer starts the same in every run
-    net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
-    check_max_len(info, bert)
+    info, net, tokenizer = _new_classifier(info, config)
     if not resume:
         _clear_run_files(folder)  # no stale checkpoint, best weights or metrics survive
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics, history = _train_and_score(
+        folder, net, tokenizer, info, (train, dev, test), config, encode,
+        callbacks=[_RecordInputs(folder / INPUTS_FILE, wanted), *callbacks],
+        resume=resume, bias_probs=bias_probs)
+    info.save(folder)
+    write_metrics(folder, metrics)
+    if not keep_checkpoint:
+        (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+    return RunOutcome(net.eval(), tokenizer, metrics, history, reused=False, info=info,
+                      folder=folder)
+
+
+def _new_classifier(info: RunInfo, config: TrainConfig):
+    """A copy of ``info`` (the caller's stays as asked) and its classifier, with the new output
+    layer seeded so that it starts the same in every run."""
+    info = dataclasses.replace(info)
+    bert, tokenizer, info.model_config = load_for_run(info.model, info.model_config,
+                                                      seed=config.seed)
+    torch.manual_seed(config.seed)
+    net = BERTClassifier(bert, freeze_encoder=info.freeze_encoder, pooling=info.pooling)
+    check_max_len(info, bert)
+    return info, net, tokenizer
+
+
+def _train_and_score(folder: Path, net: BERTClassifier, tokenizer: TextTokenizer, info: RunInfo,
+                     splits: tuple[SNLISplit, SNLISplit, SNLISplit | None], config: TrainConfig,
+                     encode: Encode, *, callbacks: Sequence[Callback], resume: bool,
+                     bias_probs: Any) -> tuple[dict[str, Any], list]:
+    """Fine-tune on train (choosing on dev), then score test: the run's metrics and history."""
+    train, dev, test = splits
     encoding = {"max_len": info.max_len, "truncation": info.truncation}
     train_set, dev_set = encode(train, tokenizer, **encoding), encode(dev, tokenizer, **encoding)
-    folder.mkdir(parents=True, exist_ok=True)
-    result = fine_tune(net, train_set, dev_set, config, output_dir=folder,
-                       callbacks=[_RecordInputs(folder / INPUTS_FILE, wanted), *callbacks],
+    result = fine_tune(net, train_set, dev_set, config, output_dir=folder, callbacks=callbacks,
                        resume_from=folder if resume else None, bias_probs=bias_probs)
     metrics = _run_metrics(info, result, len(train_set))
     if test is not None:
         test_metrics = evaluate(net, encode(test, tokenizer, **encoding),
                                 precision=config.precision)
         metrics.update(test_accuracy=test_metrics["accuracy"], test_loss=test_metrics["loss"])
-    info.save(folder)
-    write_metrics(folder, metrics)
-    if not keep_checkpoint:
-        (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
-    return RunOutcome(net.eval(), tokenizer, metrics, result.history, reused=False, info=info,
-                      folder=folder)
+    return metrics, result.history
 
 
 def is_reusable(folder: str | Path, wanted: dict[str, Any]) -> bool:
