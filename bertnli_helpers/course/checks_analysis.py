@@ -1,0 +1,165 @@
+"""Checks of notebooks 5 and 6: error analysis, calibration, the chapter's exercises.
+
+Each is registered by name with :func:`~bertnli_helpers.course.checking.register`; the
+framework, and what a hint may say, is in ``checking``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bertnli_helpers.course.checking import (
+    Case,
+    Rule,
+    Verdict,
+    check_function,
+    expect_equal,
+    register,
+)
+
+
+# -- notebook 05 -----------------------------------------------------------------------------------
+@register("05 hard errors")
+def _hard_errors(answer: Any, *, correct: Any, hard: Any) -> Verdict:
+    """How many hard pairs (the hypothesis-only baseline gets them wrong) the model misses."""
+    import numpy as np
+
+    expected = int((~np.asarray(correct, dtype=bool) & np.asarray(hard, dtype=bool)).sum())
+    return expect_equal(answer, expected, "the number of hard pairs the model gets wrong",
+                        "Count the rows that are hard and not correct: (~correct & hard).sum().")
+
+
+def _confusion_cases(seed: int = 6) -> list[Case]:
+    """(gold, predicted) label lists: all right, all wrong, a class never predicted, a class
+    absent from gold, one pair, and random ones."""
+    import random
+
+    draw = random.Random(seed)
+    named = [("every prediction right", [0, 1, 2, 2, 1], [0, 1, 2, 2, 1]),
+             ("every prediction wrong", [0, 1, 2, 0], [1, 2, 0, 2]),
+             ("a class never predicted", [0, 1, 2, 1, 0], [0, 0, 2, 2, 0]),
+             ("a class absent from gold", [0, 0, 1, 1], [0, 2, 1, 2]),
+             ("one pair", [2], [1])]
+    cases = [Case(kind, (gold, predicted)) for kind, gold, predicted in named]
+    for _ in range(30):
+        n = draw.randint(1, 40)
+        cases.append(Case("random labels", ([draw.randrange(3) for _ in range(n)],
+                                            [draw.randrange(3) for _ in range(n)])))
+    return cases
+
+
+def _counts(result: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(result, dtype=float)
+
+
+CONFUSION_RULES = (
+    Rule("it returns a 3 x 3 table, one row and one column per class, absent classes included",
+         lambda args, r: _counts(r).shape == (3, 3)),
+    Rule("the cells are counts that add up to the number of pairs",
+         lambda args, r: (_counts(r) >= 0).all() and _counts(r).sum() == len(args[0])),
+    Rule("row i sums to the number of pairs whose gold label is i (gold in rows)",
+         lambda args, r: list(_counts(r).sum(1)) == [args[0].count(i) for i in range(3)]),
+    Rule("column j sums to the number of pairs predicted as j (predictions in columns)",
+         lambda args, r: list(_counts(r).sum(0)) == [args[1].count(j) for j in range(3)]),
+)
+
+
+@register("05 confusion matrix")
+def _confusion_matrix(answer: Callable[..., Any]) -> Verdict:
+    """A student's ``my_confusion(gold, predicted)`` against ``analysis.confusion``."""
+    import numpy as np
+    import pandas as pd
+
+    from bertnli_helpers.study.analysis import confusion
+
+    def reference(gold: list[int], predicted: list[int]) -> Any:
+        return confusion(pd.DataFrame({"gold": gold, "predicted": predicted})).to_numpy()
+
+    return check_function(answer, reference, _confusion_cases(), CONFUSION_RULES,
+                          what="my_confusion",
+                          same=lambda a, b: np.array_equal(_counts(a), _counts(b)),
+                          mismatch_hint="Cell (i, j) counts the pairs with gold label i that "
+                                        "were predicted as j.")
+
+
+@register("05 best temperature")
+def _best_temperature(answer: Any, *, probs: Any, labels: Any, grid: Any) -> Verdict:
+    """The temperature of ``grid`` with the lowest cross-entropy of ``probs`` on ``labels``."""
+    import numpy as np
+
+    logs = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))
+    labels = np.asarray(labels)
+
+    def cross_entropy(t: float) -> float:
+        scaled = logs / t
+        scaled -= scaled.max(1, keepdims=True)
+        log_softmax = scaled - np.log(np.exp(scaled).sum(1, keepdims=True))
+        return float(-log_softmax[np.arange(len(labels)), labels].mean())
+
+    expected = float(min(grid, key=cross_entropy))
+    if np.isclose(float(answer), expected):
+        return Verdict(True, f"T = {expected:g} gives the lowest cross-entropy on these pairs.",
+                       reference=expected)
+    return Verdict(False, f"T = {float(answer):g} (cross-entropy {cross_entropy(answer):.4f}) "
+                   "is not the lowest of the grid. Divide the log-probabilities by T, take the "
+                   "softmax again, score the gold class, and try every T of the grid.",
+                   reference=expected)
+
+
+@register("05 uniform cross share")
+def _uniform_cross_share(answer: Any, *, segments: Any) -> Verdict:
+    """The crossing share of a head that attends to every token of the pair alike."""
+    import numpy as np
+
+    from bertnli_helpers.study.analysis import uniform_cross_share
+
+    expected = uniform_cross_share(segments)
+    if np.isclose(float(answer), expected, atol=1e-3):
+        return Verdict(True, f"uniform attention sends {expected:.3f} of its weight across.",
+                       reference=expected)
+    return Verdict(False, f"Not {float(answer):.3f}: each token of side 0 gives side 1 the "
+                   "share (side-1 tokens) / (all tokens) of its attention, and the other way "
+                   "round; divide the total by the number of query rows.", reference=expected)
+
+
+# -- notebook 06 -----------------------------------------------------------------------------------
+@register("06 runs that learned")
+def _runs_that_learned(answer: Any, *, grid: Any) -> Verdict:
+    """How many cells of a grid beat the majority class measurably (``learning_check``)."""
+    from bertnli_helpers.study.comparison import learning_check
+
+    expected = sum(learning_check(c.correct, c.labels).learned for c in grid.cells)
+    return expect_equal(answer, expected, f"the number of the {len(grid.cells)} runs that learned",
+                        "Call learning_check(cell.correct, cell.labels) on every cell of the "
+                        "grid and count .learned.")
+
+
+@register("06 strategies that keep the hypothesis")
+def _strategies_keeping_hypothesis(answer: Any, *, p_lens: Any, h_lens: Any, max_len: int,
+                                   strategies: Any) -> Verdict:
+    """Which strategies drop no hypothesis token on these pairs at ``max_len``."""
+    from bertnli_helpers.data.truncation import truncation_summary
+
+    rows = truncation_summary(list(p_lens), list(h_lens), max_len, list(strategies))
+    expected = {r["strategy"] for r in rows if r["hypothesis_tokens_dropped"] == 0}
+    answer = {answer} if isinstance(answer, str) else set(answer)
+    return expect_equal(answer, expected, "the strategies that keep every hypothesis token",
+                        "Read the hypothesis_tokens_dropped column of truncation_summary.")
+
+
+@register("06 training PFLOP")
+def _training_pflop(answer: Any, *, config: Any, lengths: Any, pairs: int, epochs: int) -> Verdict:
+    """Training arithmetic of ``epochs`` over ``pairs`` pairs, in PFLOP (within 5%)."""
+    import numpy as np
+
+    from bertnli_helpers.study.costs import training_flops
+
+    lengths = np.asarray(lengths, dtype=np.float64)
+    expected = training_flops(config, lengths) / len(lengths) * pairs * epochs / 1e15
+    if abs(float(answer) - expected) <= 0.05 * expected:
+        return Verdict(True, f"about {expected:,.0f} PFLOP.", reference=expected)
+    return Verdict(False, f"Not {float(answer):,.0f} PFLOP (within 5%): FLOPs per example "
+                   "(training_flops over the sample of lengths, divided by its size) times "
+                   "pairs times epochs, divided by 1e15.", reference=expected)
