@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import itertools
 import json
-import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import pandas as pd
 
 from bertnli_helpers.errors import GridError
 from bertnli_helpers.files import atomic_write, atomic_write_json, atomic_write_text
+from bertnli_helpers.study.backends import BackendOptions, open_backend
 from bertnli_helpers.study.comparison import compare, correct_mask, learning_check, seed_spread
 
 PROBS_FILE = "scored_probs.npy"  # probabilities on the split the verdicts are computed on
@@ -284,24 +284,6 @@ def _train_and_score(folder: Path, info: Any, train: Any, dev: Any, test: Any, s
     return outcome.metrics, probs, outcome.reused
 
 
-def _run_cell_in_worker(spec: GridSpec, root: Path, variant: Variant, seed: int,
-                        threads: int) -> CellResult:
-    import torch
-
-    torch.set_num_threads(threads)
-    return run_cell(spec, root, variant, seed)
-
-
-def default_jobs(cells: int) -> int:
-    """Processes worth running at once: one per GPU, else one per 4 cores (a small BERT's
-    matrix products use a few cores well; on 2 cores one process is fastest)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return max(1, min(cells, torch.cuda.device_count()))
-    return max(1, min(cells, (os.cpu_count() or 1) // 4))
-
-
 @dataclass
 class GridResult:
     spec: GridSpec
@@ -511,45 +493,43 @@ def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
 
 
 def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
-             progress: bool = True, on_cell: Callable[[CellResult], None] | None = None
-             ) -> GridResult:
-    """Run every cell not finished yet (``jobs`` processes at once), then save the tables."""
-    from bertnli_helpers.devices import resolve_device
+             progress: bool = True, on_cell: Callable[[CellResult], None] | None = None,
+             backend: str = "local", options: BackendOptions | None = None) -> GridResult:
+    """Run every cell not finished yet on ``backend`` (:data:`~bertnli_helpers.study.backends.
+    BACKENDS`; ``jobs`` cells at once), then save the tables."""
     from bertnli_helpers.model.precision import describe_precision
     from bertnli_helpers.progress import progress_bar
 
-    root = Path(root)
+    root, spec = Path(root).resolve(), _with_absolute_paths(spec)  # the same on every node
     cells = list(spec.cells())
-    jobs = jobs or default_jobs(len(cells))
-    atomic_write_json(root / GRID_FILE, {"vary": {k: list(v) for k, v in spec.vary.items()},
-                                         "seeds": list(spec.seeds),
-                                         "only": list(spec.only) if spec.only else None,
-                                         "baseline": variant_label(spec.baseline_variant())})
-    result = GridResult(spec)
-    print(describe_precision(spec.config.precision, resolve_device(spec.config.device)),
-          flush=True)
-    bar = progress_bar(total=len(cells), desc="grid", unit="run", disable=not progress)
-    for cell in _execute(spec, root, cells, jobs):
-        result.cells.append(cell)
-        bar.update(1)
-        if on_cell is not None:
-            on_cell(cell)
-    bar.close()
+    options = options or BackendOptions(jobs=jobs, device=spec.config.device)
+    with open_backend(backend, options, len(cells)) as executor:  # checked before any write
+        atomic_write_json(root / GRID_FILE, {"vary": {k: list(v) for k, v in spec.vary.items()},
+                                             "seeds": list(spec.seeds),
+                                             "only": list(spec.only) if spec.only else None,
+                                             "baseline": variant_label(spec.baseline_variant())})
+        result = GridResult(spec)
+        print(describe_precision(spec.config.precision, executor.device()), flush=True)
+        print(executor.where(), flush=True)
+        bar = progress_bar(total=len(cells), desc="grid", unit="run", disable=not progress)
+        for cell in executor.map(functools.partial(_run_one, spec, root), cells):
+            result.cells.append(cell)
+            bar.update(1)
+            if on_cell is not None:
+                on_cell(cell)
+        bar.close()
     result.save(root)
     return result
 
 
-def _execute(spec: GridSpec, root: Path, cells: list[tuple[Variant, int]],
-             jobs: int) -> Iterator[CellResult]:
-    if jobs == 1:
-        for variant, seed in cells:
-            yield run_cell(spec, root, variant, seed)
-        return
-    import multiprocessing
+def _run_one(spec: GridSpec, root: Path, cell: tuple[Variant, int]) -> CellResult:
+    """:func:`run_cell` of one ``(variant, seed)``: the function a backend maps over cells."""
+    return run_cell(spec, root, *cell)
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        futures = [pool.submit(_run_cell_in_worker, spec, root, v, s, threads) for v, s in cells]
-        for future in as_completed(futures):
-            yield future.result()
+
+def _with_absolute_paths(spec: GridSpec) -> GridSpec:
+    """The spec with its folders absolute, so a cell run elsewhere (another process's or
+    node's working directory) reads and writes the same ones."""
+    changes = {name: str(Path(getattr(spec, name)).resolve())
+               for name in ("data_dir", "cell_store") if getattr(spec, name) is not None}
+    return dataclasses.replace(spec, **changes) if changes else spec
