@@ -20,12 +20,28 @@ python=${PYTHON:-python3}
 port=6380
 worker_port=6390
 ip link set lo up
+# One setting for head, worker and driver alike, whatever a token file in ~/.ray says.
+export RAY_AUTH_MODE=disabled
 trap '"$ray" stop --force >/dev/null 2>&1 || true' EXIT
 
-"$ray" start --head --port=$port --num-cpus=1 --num-gpus=0 --include-dashboard=false \
-    --disable-usage-stats --temp-dir="$temp" >"$temp/head.log" 2>&1
-"$ray" start --address=127.0.0.1:$port --num-cpus=1 --num-gpus=0 --disable-usage-stats \
-    --node-manager-port=$worker_port >"$temp/worker.log" 2>&1
+# A node gives up when its agents take more than 30 s to start, as they can on a busy machine:
+# then the node is stopped and started again (its log keeps every try).
+start_node() {  # LOG ARGS...
+    local log=$1 try
+    shift
+    for try in 1 2 3; do
+        "$ray" start --num-cpus=1 --num-gpus=0 --disable-usage-stats "$@" >>"$log" 2>&1 && return 0
+        echo "try $try failed" >>"$log"
+        "$ray" stop --force >/dev/null 2>&1 || true
+        [ "$1" = --head ] || start_head
+    done
+    return 1
+}
+start_head() {
+    start_node "$temp/head.log" --head --port=$port --include-dashboard=false --temp-dir="$temp"
+}
+start_head
+start_node "$temp/worker.log" --address=127.0.0.1:$port --node-manager-port=$worker_port
 
 # Both nodes alive before the command starts (a node registers a moment after its start).
 "$python" - "127.0.0.1:$port" <<'EOF'
