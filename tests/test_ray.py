@@ -104,7 +104,7 @@ first=$!
 for _ in $(seq 1500); do [ "$(cells)" -ge 2 ] && break; sleep 0.2; done
 echo "cells finished when the worker node was killed: $(cells)"
 raylet=$(pgrep -f -- "--node_manager_port=$RAY_TEST_WORKER_PORT" | head -n 1)
-kill -9 "$raylet"
+kill -9 "$raylet" && echo "worker node killed: raylet $raylet"
 wait $first; echo "first run: exit $?"
 find {out}/cells -name metrics.json -printf '%p %T@\\n' | sort >{temp}/after-first.txt
 {grid} >{temp}/second.out 2>&1; echo "second run: exit $?"
@@ -121,6 +121,7 @@ def test_a_worker_node_killed_mid_grid_then_the_grid_again_trains_nothing_twice(
     assert run.returncode == 0 and "second run: exit 0" in run.stdout, logs
     killed_at = int(run.stdout.split("worker node was killed: ")[1].split()[0])
     assert 2 <= killed_at < 8, logs  # mid-grid: some cells done, some still to run
+    assert "worker node killed: raylet " in run.stdout, logs
     first, second = ((ray_temp / f"{name}.out").read_text() for name in ("first", "second"))
     trained = first.count(": trained,") + second.count(": trained,")
     assert trained == 8, logs  # every cell trained once: by the first run, or the second
