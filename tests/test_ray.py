@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 
 from bertnli_helpers.cli import main
+from bertnli_helpers.errors import UsageError
+from bertnli_helpers.study.backends import BackendOptions, cell_resources, open_backend
 
 SCRIPT = Path(__file__).parent / "scripts" / "ray_cluster.sh"
 NAMESPACES = ["unshare", "-n", "-p", "-f", "--mount-proc"]
@@ -49,10 +51,10 @@ def ray_temp() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def grid_command(snli_dir: Path, out: Path, *extra: str) -> list[str]:
+def grid_command(snli_dir: Path, out: Path, *extra: str, device: str = "cpu") -> list[str]:
     return [sys.executable, "-m", "bertnli_helpers.cli", "compare", "--model", "scratch",
             "--data-dir", str(snli_dir), "--train-size", "64", "--dev-size", "32",
-            "--test-size", "40", "--batch-size", "16", "--max-steps", "4", "--device", "cpu",
+            "--test-size", "40", "--batch-size", "16", "--max-steps", "4", "--device", device,
             "--vary", "truncation=longest_first,ratio", "--seeds", "0,1", "--output", str(out),
             *extra]
 
@@ -141,21 +143,33 @@ def test_the_backends_refuse_what_they_cannot_run_before_writing(tmp_path, snli_
     refusals = {
         ("--ray-address", "127.0.0.1:1"): "--ray-address is only for --backend ray, not local",
         ("--cpus-per-cell", "2"): "--cpus-per-cell is only for --backend ray, not local",
-        ("--backend", "ray", "--device", "cuda:1"): "--device cuda:1: with --backend ray each "
-        "cell gets one GPU of its own and sees it as cuda; pass --device cuda, cpu or auto",
         ("--backend", "ray", "--ray-address", "127.0.0.1:1"): "--ray-address 127.0.0.1:1: no Ray "
         "head node answers there (Connection refused); start one with 'ray start --head'",
     }
     for flags, message in refusals.items():
-        argv = [*base, *flags]
-        if "--device" in flags:
-            argv[argv.index("--device")] = "--precision"  # keep one --device: the refused one
-            argv[argv.index("--precision") + 1] = "fp32"
-        assert main(argv) == 2, flags
+        assert main([*base, *flags]) == 2, flags
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+    assert main([*grid_command(snli_dir, out, "--backend", "ray", device="cuda:1")[3:]]) == 2
+    assert "--device cuda:1: with --backend ray each cell gets one GPU of its own and sees it " \
+        "as cuda; pass --device cuda, cpu or auto" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does where it is missing
     assert main([*base, "--backend", "ray"]) == 2
     assert "--backend ray needs Ray, which is not installed in this environment: pip install " \
         "'bertnli[ray]'" in capsys.readouterr().err
     assert not out.exists()  # every refusal came before the grid wrote anything
+
+
+def test_cells_ask_ray_for_one_gpu_on_gpus_and_their_cpus_otherwise():
+    cpus_only = [{"Resources": {"CPU": 8.0}}, {"Resources": {"CPU": 2.0}}]
+    with_gpus = [{"Resources": {"CPU": 8.0, "GPU": 2.0}}]
+    assert cell_resources("auto", with_gpus, 4) == {"num_gpus": 1, "num_cpus": 1}
+    assert cell_resources("cuda", with_gpus, 4) == {"num_gpus": 1, "num_cpus": 1}
+    assert cell_resources(None, cpus_only, 4) == {"num_cpus": 4}
+    assert cell_resources("cpu", with_gpus, 2) == {"num_cpus": 2}  # asked for: no GPU taken
+    with pytest.raises(UsageError, match="--device cuda: no node of the Ray cluster has a GPU"):
+        cell_resources("cuda", cpus_only, 1)
+    with pytest.raises(UsageError, match=r"the largest node of the Ray cluster has 8 CPU\(s\)"):
+        cell_resources("cpu", cpus_only, 16)
+    with pytest.raises(UsageError, match="unknown backend 'slurm'; choose from local, ray"):
+        open_backend("slurm", BackendOptions(), 1)

@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bertnli_helpers.errors import GridError, UsageError
+from bertnli_helpers.errors import BertNLIError, GridError, UsageError
 
 CELL_RETRIES = 3  # tries after a Ray worker or node is lost mid-cell (the cell then resumes)
 CELL_CPUS_ON_A_CLUSTER = 4  # a small BERT's matrix products use a few cores well
@@ -155,28 +155,29 @@ class RayExecutor:
             **self.resources)
 
     def map(self, task: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
-        remote, waiting, pending = self.remote(), list(reversed(items)), {}
+        remote, waiting, pending = self.remote(), list(reversed(items)), []
         while waiting or pending:
             while waiting and len(pending) < self.in_flight:
-                item = waiting.pop()
-                pending[remote.remote(task, item, self.threads)] = item
-            done, _ = self.ray.wait(list(pending), num_returns=1)
+                pending.append(remote.remote(task, waiting.pop(), self.threads))
+            done, pending = self.ray.wait(pending, num_returns=1)
             for ref in done:
-                yield self._result(ref, pending.pop(ref))
+                yield self._result(ref)
 
-    def _result(self, ref: Any, item: Any) -> Any:
-        """The cell's result; our own errors as themselves, a lost cell as a GridError."""
+    def _result(self, ref: Any) -> Any:
+        """The cell's result; bad input (our errors, the user's files) raised as itself, for
+        its one-line message; a bug keeps Ray's error, which carries the cell's traceback; a
+        cell lost with its node more often than Ray retries it, a GridError."""
         exceptions = self.ray.exceptions
         try:
             return self.ray.get(ref)
         except exceptions.RayTaskError as err:
-            if err.cause is not None and not isinstance(err.cause, exceptions.RayError):
+            if isinstance(err.cause, (BertNLIError, OSError)):
                 raise err.cause from None
             raise
         except exceptions.RayError as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise GridError(f"cell {item} was lost on the Ray cluster {1 + CELL_RETRIES} times "
-                            f"({first}); finished cells are kept: run the same command again "
+            raise GridError(f"a run was lost on the Ray cluster {1 + CELL_RETRIES} times "
+                            f"({first}); finished runs are kept: run the same command again "
                             "to go on") from None
 
 
