@@ -35,6 +35,7 @@ from bertnli_helpers.errors import (
 from bertnli_helpers.model.bert import POOLING_HEADS
 from bertnli_helpers.model.precision import PRECISIONS
 from bertnli_helpers.model.pretrained import NAMED_MODELS
+from bertnli_helpers.study.backends import BACKENDS
 from bertnli_helpers.study.grids import SETTINGS
 from bertnli_helpers.train.pretraining import PRESETS as PRETRAIN_PRESETS
 
@@ -250,6 +251,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not args.vary:
         raise UsageError("give --vary NAME=V1,V2 (the settings to compare), or --gather the "
                          "grid folders of a class")
+    from bertnli_helpers.study.backends import BackendOptions
     from bertnli_helpers.study.grids import (
         GridSpec,
         markdown_table,
@@ -277,7 +279,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"{variant_label(cell.variant)}, seed {cell.seed}: {done}, {args.score_on} accuracy "
               f"{cell.correct.mean():.4f}", flush=True)
 
-    result = run_grid(spec, args.output, jobs=args.jobs, on_cell=report)
+    options = BackendOptions(jobs=args.jobs, device=args.device, ray_address=args.ray_address,
+                             cpus_per_cell=args.cpus_per_cell)
+    result = run_grid(spec, args.output, on_cell=report, backend=args.backend, options=options)
     print(markdown_table(result.table()))
     for sentence in result.sentences():
         print(sentence)
@@ -587,7 +591,18 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                    help="the split the verdicts are computed on (default test; dev when the "
                    "comparison chooses a setting and test must stay unseen)")
     p.add_argument("--jobs", type=_positive_int,
-                   help="runs at once (default: one per GPU, else one per 4 CPU cores)")
+                   help="runs at once (default: one per GPU, else one per 4 CPU cores; on a "
+                   "joined Ray cluster, as many as it has room for)")
+    p.add_argument("--backend", default="local", choices=list(BACKENDS),
+                   help="where the runs go: " + "; ".join(
+                       f"{name}: {b.summary}" for name, b in BACKENDS.items())
+                   + " (default local; docs/cluster.md)")
+    p.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="with --backend ray: join the running cluster there (default: start "
+                   "a Ray on this machine with --jobs cells' worth of CPUs)")
+    p.add_argument("--cpus-per-cell", type=_positive_int,
+                   help="with --backend ray: CPUs each run asks for when it runs on CPU "
+                   "(default: the cores per job here; on a cluster, up to 4)")
     p.add_argument("--output", required=True, type=_output_folder,
                    help="folder for the grid's runs and tables")
     _shared_runs_arg(p, "a teacher's grid folder")

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import itertools
 import json
 import math
-import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from bertnli_helpers.files import (
     atomic_write_text,
     run_folder_lock,
 )
+from bertnli_helpers.study.backends import BackendOptions, open_backend
 from bertnli_helpers.study.comparison import (
     compare,
     correct_mask,
@@ -338,24 +338,6 @@ def _train_and_score(folder: Path, info: Any, train: Any, dev: Any, test: Any, s
     return outcome.metrics, probs, outcome.reused
 
 
-def _run_cell_in_worker(spec: GridSpec, root: Path, variant: Variant, seed: int,
-                        threads: int) -> CellResult:
-    import torch
-
-    torch.set_num_threads(threads)
-    return run_cell(spec, root, variant, seed)
-
-
-def default_jobs(cells: int) -> int:
-    """Processes worth running at once: one per GPU, else one per 4 cores (a small BERT's
-    matrix products use a few cores well; on 2 cores one process is fastest)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return max(1, min(cells, torch.cuda.device_count()))
-    return max(1, min(cells, (os.cpu_count() or 1) // 4))
-
-
 @dataclass
 class GridResult:
     spec: GridSpec
@@ -571,34 +553,36 @@ def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
 
 
 def run_grid(spec: GridSpec, root: str | Path, *, jobs: int | None = None,
-             progress: bool = True, on_cell: Callable[[CellResult], None] | None = None
-             ) -> GridResult:
-    """Run every cell not finished yet (``jobs`` processes at once), then save the tables; the
-    grid folder is held as its only writer for the whole call (``files.run_folder_lock``)."""
+             progress: bool = True, on_cell: Callable[[CellResult], None] | None = None,
+             backend: str = "local", options: BackendOptions | None = None) -> GridResult:
+    """Run every cell not finished yet on ``backend`` (:data:`~bertnli_helpers.study.backends.
+    BACKENDS`; ``jobs`` cells at once), then save the tables; the grid folder is held as its
+    only writer for the whole call (``files.run_folder_lock``)."""
     check_recipes(spec)  # every cell's recipe, before the folder or a first cell is made
+    root, spec = Path(root).resolve(), _with_absolute_paths(spec)  # the same on every node
+    options = options or BackendOptions(jobs=jobs, device=spec.config.device)
     with run_folder_lock(root):  # one writer per grid folder (its cells lock their own)
-        return _run_grid_in(spec, Path(root), jobs, progress, on_cell)
+        return _run_grid_in(spec, root, backend, options, progress, on_cell)
 
 
-def _run_grid_in(spec: GridSpec, root: Path, jobs: int | None, progress: bool,
-                 on_cell: Callable[[CellResult], None] | None) -> GridResult:
-    from bertnli_helpers.devices import resolve_device
+def _run_grid_in(spec: GridSpec, root: Path, backend: str, options: BackendOptions,
+                 progress: bool, on_cell: Callable[[CellResult], None] | None) -> GridResult:
     from bertnli_helpers.model.precision import describe_precision
     from bertnli_helpers.progress import progress_bar
 
     cells = list(spec.cells())
-    jobs = jobs or default_jobs(len(cells))
-    write_grid_file(spec, root)
-    result = GridResult(spec)
-    print(describe_precision(spec.config.precision, resolve_device(spec.config.device)),
-          flush=True)
-    bar = progress_bar(total=len(cells), desc="grid", unit="run", disable=not progress)
-    for cell in _execute(spec, root, cells, jobs):
-        result.cells.append(cell)
-        bar.update(1)
-        if on_cell is not None:
-            on_cell(cell)
-    bar.close()
+    with open_backend(backend, options, len(cells)) as executor:  # checked before any write
+        write_grid_file(spec, root)
+        result = GridResult(spec)
+        print(describe_precision(spec.config.precision, executor.device()), flush=True)
+        print(executor.where(), flush=True)
+        bar = progress_bar(total=len(cells), desc="grid", unit="run", disable=not progress)
+        for cell in executor.map(functools.partial(_run_one, spec, root), cells):
+            result.cells.append(cell)
+            bar.update(1)
+            if on_cell is not None:
+                on_cell(cell)
+        bar.close()
     if result.cells:
         labels = result.cells[0].labels
         atomic_write(root / LABELS_FILE, lambda handle: np.save(handle, labels))
@@ -627,17 +611,15 @@ def write_grid_file(spec: GridSpec, root: Path, **extra: Any) -> Path:
         "baseline_values": dict(spec.baseline_variant()), "recipe": recipe_of(spec), **extra})
 
 
-def _execute(spec: GridSpec, root: Path, cells: list[tuple[Variant, int]],
-             jobs: int) -> Iterator[CellResult]:
-    if jobs == 1:
-        for variant, seed in cells:
-            yield run_cell(spec, root, variant, seed)
-        return
-    import multiprocessing
+def _run_one(spec: GridSpec, root: Path, cell: tuple[Variant, int]) -> CellResult:
+    """:func:`run_cell` of one ``(variant, seed)``: the function a backend maps over cells."""
+    return run_cell(spec, root, *cell)
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        futures = [pool.submit(_run_cell_in_worker, spec, root, v, s, threads) for v, s in cells]
-        for future in as_completed(futures):
-            yield future.result()
+
+def _with_absolute_paths(spec: GridSpec) -> GridSpec:
+    """The spec with its folders absolute, so a cell run elsewhere (another process's or
+    node's working directory) reads and writes the same ones."""
+    changes = {name: str(Path(getattr(spec, name)).resolve())
+               for name in ("data_dir", "cell_store", "shared_runs")
+               if getattr(spec, name) is not None}
+    return dataclasses.replace(spec, **changes) if changes else spec
