@@ -78,6 +78,24 @@ def test_sizes_given_for_a_model_that_brings_its_own_do_not_tell_runs_apart(spli
     assert scratch["info"]["model_config"] == dict(TINY)  # scratch is built at these sizes
 
 
+def test_a_students_strategy_is_part_of_the_run_by_its_code(splits, monkeypatch):
+    """Editing a registered function of one's own must not re-use the run made with the old one;
+    the package's strategies keep the inputs they always had."""
+    from bertnli_helpers.data.truncation import STRATEGIES, ratio
+
+    train, dev, test, _ = splits
+    package = run_inputs(_info(truncation="ratio"), train, dev, test, CONFIG)
+    assert "truncation_code" not in package["info"]
+    digests = []
+    for body in ("return ratio(p, h, budget)", "p, h = ratio(p, h, budget)\n    return p, h"):
+        namespace = {"ratio": ratio}
+        exec(f"def mine(p, h, budget):\n    {body}\n", namespace)  # as a notebook cell would
+        monkeypatch.setitem(STRATEGIES, "mine", namespace["mine"])
+        digests.append(run_inputs(_info(truncation="mine"), train, dev, test,
+                                  CONFIG)["info"]["truncation_code"])
+    assert digests[0] != digests[1]
+
+
 def test_split_fingerprint_follows_the_pairs(splits):
     train, *_, other_train = splits
     records = list(train.records)

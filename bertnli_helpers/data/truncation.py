@@ -27,6 +27,8 @@ strategy                         keeps                                        no
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import itertools
 import math
 import operator
@@ -200,6 +202,21 @@ STRATEGIES: dict[str, Strategy] = {
     "only_hypothesis": only_hypothesis,
     "head_tail": head_tail,
 }
+
+
+def strategy_fingerprint(name: str) -> str | None:
+    """A digest of the code of a strategy that is not the package's own (a student's function
+    registered from a notebook), so that a run made with an earlier version of it is not taken
+    for a run of this one; None for the package's strategies, versioned with the package."""
+    function = get_strategy(name)
+    if (getattr(function, "__module__", None) or "").startswith("bertnli_helpers."):
+        return None
+    try:
+        code = inspect.getsource(function)
+    except (OSError, TypeError):  # no source at hand: the compiled code says as much
+        compiled = getattr(function, "__code__", None)
+        code = repr((compiled.co_code, compiled.co_consts) if compiled else function)
+    return hashlib.sha1(code.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def get_strategy(name: str | Strategy) -> Strategy:

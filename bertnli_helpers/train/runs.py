@@ -41,7 +41,7 @@ from bertnli_helpers.data.dataset import (
 )
 from bertnli_helpers.data.snli import SNLISplit
 from bertnli_helpers.data.tokenization import TextTokenizer
-from bertnli_helpers.data.truncation import STRATEGIES
+from bertnli_helpers.data.truncation import STRATEGIES, strategy_fingerprint
 from bertnli_helpers.devices import resolve_device
 from bertnli_helpers.errors import (
     CheckpointError,
@@ -388,7 +388,10 @@ def run_inputs(info: RunInfo, train: SNLISplit, dev: SNLISplit, test: SNLISplit 
     train_config = dataclasses.asdict(config)
     device = resolve_device(train_config.pop("device"))
     train_config["precision"] = resolve_precision(config.precision, device)
-    inputs = {"info": _info_inputs({**dataclasses.asdict(info), "encode": encoding_name(encode)}),
+    info_inputs = _info_inputs({**dataclasses.asdict(info), "encode": encoding_name(encode)})
+    if info.truncation in STRATEGIES and (code := strategy_fingerprint(info.truncation)):
+        info_inputs["truncation_code"] = code  # a student's strategy: its code decides the run
+    inputs = {"info": info_inputs,
               "train_config": train_config,
               "data": {name: split_fingerprint(split)
                        for name, split in (("train", train), ("dev", dev), ("test", test))}}
