@@ -302,9 +302,8 @@ def gather_command(args: argparse.Namespace) -> int:
     from bertnli_helpers.study.gather import gather
     from bertnli_helpers.study.grids import markdown_table
 
-    given = [f"--{name.replace('_', '-')}" for name in ("vary", "baseline", "seeds",
-                                                         "shared_runs")
-             if getattr(args, name)]
+    given = sorted(f"--{name.replace('_', '-')}" for name in given_options(args) - {"gather",
+                                                                                  "output"})
     if given:
         raise UsageError(f"{', '.join(given)}: not with --gather (the gathered grids' own "
                          "recipe, variants and seeds are merged)")

@@ -11,6 +11,7 @@ exit 2 with one line naming the file, and that the sha256 of every file the user
 5.  Ctrl-C in ``course`` keeps the earlier finished notebook and records "interrupted".
 10. ``finetune --resume`` continues the recipe of run_inputs.json; without the file, refused.
 13. pretrain, course and compare hold their folder's lock: a second writer is refused.
+15. compare writes only into a new folder or a grid of its own; --gather refuses options it ignores.
 
 Items 6-9, 11, 12 and 14 (argument values, full disks, NaN, one-class files, grids, pair
 files) belong here too: add a test per item, named after what it proves.
@@ -288,3 +289,35 @@ def test_13_evaluate_does_not_write_its_report_into_a_held_run(finished, snli_di
         result = evaluate(finished, snli_dir, "--file", str(data))
     assert f"pid {pid}" in one_line_error(result, finished)
     assert hashes(finished) == before
+
+
+# -- 15: compare's own folders -------------------------------------------------------------------
+def test_15_compare_refuses_an_output_folder_that_is_not_a_grid(tmp_path, snli_dir):
+    """A grid writes grid.json, its tables and grid.png: never over someone else's files."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "results.md").write_text("my own notes\n")
+    before = hashes(out)
+    result = bertnli("compare", "--vary", "lr=1e-4,3e-4", "--model", "scratch", *SMALL,
+                     "--data-dir", str(snli_dir), "--output", str(out))
+    one_line_error(result, out, "no grid.json")
+    assert hashes(out) == before
+
+
+def test_15_gather_refuses_options_it_would_ignore(tmp_path):
+    """Recipe and backend options say nothing to --gather (the grids bring their own recipe)."""
+    result = bertnli("compare", "--gather", str(tmp_path / "a"), str(tmp_path / "b"),
+                     "--output", str(tmp_path / "class"), "--epochs", "3", "--backend", "ray")
+    one_line_error(result, "--backend", "--epochs", "not with --gather")
+    assert not (tmp_path / "class").exists()
+
+
+def test_15_gather_names_a_grid_file_edited_by_hand(tmp_path):
+    grids = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "grid.json").write_text(json.dumps({"vary": {}, "seeds": [0], "recipe": {}}))
+        grids.append(str(folder))
+    result = bertnli("compare", "--gather", *grids, "--output", str(tmp_path / "class"))
+    one_line_error(result, "grid.json")

@@ -67,6 +67,14 @@ def gathered_spec(folders: Sequence[Path]) -> GridSpec:
     """One spec over every variant and seed of the folders' grids, or an error naming the
     folder whose recipe differs and the setting that does."""
     grids = [_read_grid(folder) for folder in folders]
+    try:
+        return _merged_spec(folders, grids)
+    except (KeyError, TypeError, ValueError) as err:  # a grid.json edited or from elsewhere
+        raise GridError(f"a {GRID_FILE} in {', '.join(map(str, folders))} lacks or garbles "
+                        f"{err}: run that grid's compare command again") from None
+
+
+def _merged_spec(folders: Sequence[Path], grids: list[dict[str, Any]]) -> GridSpec:
     first = grids[0]["recipe"]
     for folder, grid in zip(folders[1:], grids[1:]):
         differ = _differing(grid["recipe"], first)
@@ -124,11 +132,15 @@ def _cell_inputs(folder: Path) -> dict[str, Any] | None:
 def _read_cell(folder: Path, variant: Variant, seed: int, labels: np.ndarray) -> CellResult:
     from bertnli_helpers.train.runs import METRICS_FILE
 
-    probs = np.load(folder / PROBS_FILE)
+    try:
+        probs = np.load(folder / PROBS_FILE)
+        metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise GridError(f"a run file in {folder} is unreadable ({err}): run that grid's "
+                        "compare command again (finished runs are re-used)") from None
     if len(probs) != len(labels) or not np.isfinite(probs).all():
         raise GridError(f"{folder / PROBS_FILE} does not hold finite probabilities for the "
                         f"{len(labels)} scored pairs: run that grid's compare command again")
-    metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
     return CellResult(variant, seed, metrics, correct_mask(probs, labels), labels, True, folder)
 
 

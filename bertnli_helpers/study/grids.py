@@ -32,6 +32,7 @@ import pandas as pd
 
 from bertnli_helpers.errors import BertNLIError, GridError
 from bertnli_helpers.files import (
+    LOCK_FILE,
     atomic_write,
     atomic_write_json,
     atomic_write_text,
@@ -571,6 +572,7 @@ def _run_grid_in(spec: GridSpec, root: Path, backend: str, options: BackendOptio
     from bertnli_helpers.progress import progress_bar
 
     cells = list(spec.cells())
+    _refuse_foreign_grid_folder(root)
     with open_backend(backend, options, len(cells)) as executor:  # checked before any write
         write_grid_file(spec, root)
         result = GridResult(spec)
@@ -588,6 +590,15 @@ def _run_grid_in(spec: GridSpec, root: Path, backend: str, options: BackendOptio
         atomic_write(root / LABELS_FILE, lambda handle: np.save(handle, labels))
     result.save(root)
     return result
+
+
+def _refuse_foreign_grid_folder(root: Path) -> None:
+    """A grid writes its tables into a new folder or over a grid of its own (``grid.json``
+    there), never over someone's files."""
+    names = {p.name for p in root.iterdir()} - {LOCK_FILE}
+    if names and GRID_FILE not in names:
+        raise GridError(f"--output {root} is not empty and holds no grid of bertnli (no "
+                        f"{GRID_FILE}; it has {', '.join(sorted(names)[:3])}): choose a new folder")
 
 
 def recipe_of(spec: GridSpec) -> dict[str, Any]:
@@ -619,7 +630,9 @@ def _run_one(spec: GridSpec, root: Path, cell: tuple[Variant, int]) -> CellResul
 def _with_absolute_paths(spec: GridSpec) -> GridSpec:
     """The spec with its folders absolute, so a cell run elsewhere (another process's or
     node's working directory) reads and writes the same ones."""
-    changes = {name: str(Path(getattr(spec, name)).resolve())
-               for name in ("data_dir", "cell_store", "shared_runs")
-               if getattr(spec, name) is not None}
+    changes: dict[str, Any] = {name: str(Path(getattr(spec, name)).resolve())
+                               for name in ("data_dir", "cell_store", "shared_runs")
+                               if getattr(spec, name) is not None}
+    if Path(spec.info.model).exists():  # a local model folder or zip, not a registered name
+        changes["info"] = dataclasses.replace(spec.info, model=str(Path(spec.info.model).resolve()))
     return dataclasses.replace(spec, **changes) if changes else spec
