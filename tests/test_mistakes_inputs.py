@@ -268,7 +268,8 @@ def test_11_evaluate_file_of_one_label_gives_the_majority_rate_and_precision(
     assert "every pair of the file is entailment" in report["note"]
     assert report["precision"] == "fp32"
     assert "against 1.0000 for always saying entailment" in err
-    saved = json.loads((run_copy / "eval-one_label.json").read_text())
+    saved_path, = run_copy.glob("eval-one_label-*.json")  # named after the file and sample
+    saved = json.loads(saved_path.read_text())
     assert saved["precision"] == "fp32" and saved["majority_rate"] == 1.0
     after = tree(run_copy)
     assert {k: v for k, v in after.items() if k in before} == before  # reports added beside
