@@ -183,7 +183,8 @@ def finding_sentence(comparison: Comparison, not_learned: Sequence[tuple[str, st
         winner = verdict.removeprefix("only ").removesuffix(" learned")
         loser = not_learned[0][0]
         return (f"{winner} learned and {loser} did not ({notes}): with this budget, that is the "
-                f"finding. How much better {winner} is needs both sides to learn.")
+                "finding. Which reaches the higher accuracy, and by how much, needs both sides to "
+                "learn.")
     return comparison.sentence()
 
 
