@@ -148,8 +148,15 @@ def given_options(args: argparse.Namespace) -> set[str]:
     parser = sub.choices[args.command]
     absent = object()  # not a string: argparse would run a string default through its type
     parser.set_defaults(**dict.fromkeys(vars(args), absent))
+    for action in parser._actions:  # these add to their default: theirs must stay None
+        if isinstance(action, _BUILDS_ON_DEFAULT):
+            action.default = None
     argv = args.argv[args.argv.index(args.command) + 1:]
-    return {k for k, v in vars(parser.parse_args(argv)).items() if v is not absent}
+    return {k for k, v in vars(parser.parse_args(argv)).items() if v is not absent and
+            v is not None}
+
+
+_BUILDS_ON_DEFAULT = (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
