@@ -1,7 +1,6 @@
 """Checks of notebooks 5 and 6: error analysis, calibration, the chapter's exercises.
 
-Each is registered by name with :func:`~bertnli_helpers.course.checking.register`; the
-framework, and what a hint may say, is in ``checking``."""
+Grid answers are read off the grid the notebook ran, so they hold in every profile."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Checks of notebooks 1-3: packing a pair, the vocabulary and padding, truncation.
 
-Each is registered by name with :func:`~bertnli_helpers.course.checking.register`; the
-framework, and what a hint may say, is in ``checking``."""
+Each computes the expected answer with the package's own function from what the exercise gave."""
 
 from __future__ import annotations
 
