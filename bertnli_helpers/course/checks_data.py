@@ -109,6 +109,90 @@ def _pack_pair(answer: Callable[..., Any], *, tokenizer: Any) -> Verdict:
                           mismatch_hint="Compare it with tokenizer.pack_tokens on one pair.")
 
 
+# A padded pair the check compares: what a function that refuses (ValueError) returns instead
+REFUSED = "refused with a ValueError"
+
+
+def _refusing(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function``, with a ValueError turned into ``REFUSED``: refusing a pair that does not
+    fit is the right answer there, and the check compares it like any result."""
+    def call(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except ValueError:
+            return REFUSED
+
+    return call
+
+
+def _packed(p_len: int, h_len: int) -> tuple[list[int], list[int]]:
+    """The ids and segments of a packed pair with sides of ``p_len`` and ``h_len`` tokens
+    (ids 101 and 102 stand for [CLS] and [SEP]; the sides' ids count up from 1000)."""
+    ids = [101, *range(1000, 1000 + p_len), 102, *range(2000, 2000 + h_len), 102]
+    return ids, [0] * (p_len + 2) + [1] * (h_len + 1)
+
+
+def _pad_cases(randoms: int = 40, seed: int = 4) -> list[Case]:
+    """(ids, segments, max_len, pad_id) cases: empty sides, a pair exactly max_len long, one
+    longer, a pad id other than 0, then random pairs (some too long for their max_len)."""
+    import random
+
+    rng = random.Random(seed)
+    named = [("an empty premise", 0, 4, 12, 0), ("an empty hypothesis", 5, 0, 12, 0),
+             ("both sides empty", 0, 0, 6, 0), ("a pair exactly max_len long", 3, 4, 10, 0),
+             ("max_len one more than the pair", 3, 4, 11, 0),
+             ("a pair longer than max_len", 6, 5, 9, 0), ("a pad id other than 0", 2, 3, 12, 1),
+             ("a long pair and a wide row", 30, 20, 128, 0)]
+    drawn = [("random lengths", rng.randint(0, 20), rng.randint(0, 20), rng.randint(3, 45),
+              rng.choice([0, 1, 3])) for _ in range(randoms)]
+    return [Case(kind, (*_packed(p, h), width, pad_id)) for kind, p, h, width, pad_id in
+            [*named, *drawn]]
+
+
+def _fits(args: tuple) -> bool:
+    return len(args[0]) <= args[2]
+
+
+PAD_RULES = (
+    Rule("a pair longer than max_len is refused with a ValueError (padding never cuts tokens: "
+         "choosing what to drop is truncation's job)",
+         lambda args, r: _fits(args) or r == REFUSED),
+    Rule("a pair that fits in max_len is padded, not refused",
+         lambda args, r: not _fits(args) or r != REFUSED),
+    Rule("it returns (ids, segments, valid_len): two lists max_len long and a whole number",
+         lambda args, r: r == REFUSED or (len(r) == 3 and len(list(r[0])) == args[2]
+                                          and len(list(r[1])) == args[2]
+                                          and int(r[2]) == r[2])),
+    Rule("valid_len is the pair's own length, the number of real tokens in the row",
+         lambda args, r: r == REFUSED or int(r[2]) == len(args[0])),
+    Rule("the row starts with the pair's ids, unchanged, and every position after them holds "
+         "pad_id",
+         lambda args, r: r == REFUSED
+         or list(r[0]) == [*args[0], *[args[3]] * (args[2] - len(args[0]))]),
+    Rule("the segments are the pair's own, then 0 on every padding position (padding belongs "
+         "to no sentence; valid_len masks it)",
+         lambda args, r: r == REFUSED or list(r[1]) == [*args[1], *[0] * (args[2] - len(args[1]))]),
+)
+
+
+@register("01 pad pair")
+def _pad_pair(answer: Callable[..., Any]) -> Verdict:
+    """A student's ``my_pad(ids, segments, max_len, pad_id)`` against ``dataset.pad_packed``."""
+    from dataclasses import replace
+
+    from bertnli_helpers.data.dataset import pad_packed
+
+    def same(a: Any, b: Any) -> bool:
+        if REFUSED in (a, b):
+            return a == b
+        return (list(a[0]), list(a[1]), int(a[2])) == (list(b[0]), list(b[1]), int(b[2]))
+
+    verdict = check_function(_refusing(answer), _refusing(pad_packed), _pad_cases(), PAD_RULES,
+                             what="my_pad", same=same,
+                             mismatch_hint="Compare it with pad_packed on one short pair.")
+    return replace(verdict, reference=pad_packed)  # the package's function, not the wrapper
+
+
 @register("01 swapped pair")
 def _swapped_pair(answer: Any, **_: Any) -> Verdict:
     expected = {"position", "segment"}
@@ -147,17 +231,99 @@ def _vocabulary_size(answer: int, *, word_counts: Any, min_freq: int) -> Verdict
     return expect_equal(int(answer), expected, f"The vocabulary size at min_freq={min_freq}", hint)
 
 
-@register("02 unknown by side")
-def _unknown_by_side(answer: dict[str, int], *, tokenizer: Any, premises: Any,
-                     hypotheses: Any) -> Verdict:
-    def unknown(texts: Any) -> int:
-        return sum(tokenizer[t] == tokenizer.unk_id for text in texts
-                   for t in tokenizer.tokenize(text))
+def _vocab_cases(randoms: int = 30, seed: int = 5) -> list[Case]:
+    """(word_counts, min_freq, reserved) cases: min_freq 1, a word exactly at min_freq, ties
+    in an order that is not alphabetical, a counted reserved token, nothing kept, random."""
+    import random
+    from collections import Counter
 
-    expected = {"premise": unknown(premises), "hypothesis": unknown(hypotheses)}
-    return expect_equal(dict(answer), expected, "The unknown word tokens per side",
-                        "Tokenize each side's texts and count the tokens whose id is <unk>'s.",
-                        verb="are")
+    from bertnli_helpers.data.tokenization import BOOK_RESERVED
+
+    rng = random.Random(seed)
+    named = [("a word seen exactly min_freq times", {"a": 9, "dog": 5, "cat": 4}, 5),
+             ("min_freq 1 (every word kept)", {"dog": 3, "a": 7, "runs": 1}, 1),
+             ("ties in frequency (not in alphabetical order)",
+              {"zebra": 4, "man": 6, "apple": 4, "kite": 4}, 2),
+             ("a reserved token among the counted words", {"<unk>": 8, "dog": 6, "<pad>": 2}, 1),
+             ("no word seen min_freq times", {"dog": 2, "cat": 1}, 3),
+             ("no words at all", {}, 1)]
+    cases = [Case(kind, (Counter(counts), min_freq, BOOK_RESERVED))
+             for kind, counts, min_freq in named]
+    cases.append(Case("other reserved tokens", (Counter({"b": 2, "a": 2}), 1, ("<unk>", "<pad>"))))
+    words = [f"w{i}" for i in range(40)]
+    for _ in range(randoms):
+        chosen = rng.sample(words, rng.randint(1, 25))
+        counts = Counter({w: rng.randint(1, 8) for w in chosen})  # many ties
+        cases.append(Case("random counts", (counts, rng.randint(1, 6), BOOK_RESERVED)))
+    return cases
+
+
+def _kept_words(args: tuple) -> set:
+    counts, min_freq, reserved = args
+    return {w for w, c in counts.items() if c >= min_freq} - set(reserved)
+
+
+VOCAB_RULES = (
+    Rule("it returns a list of tokens (strings), each token once",
+         lambda args, r: isinstance(r, list) and all(isinstance(t, str) for t in r)
+         and len(set(r)) == len(r)),
+    Rule("the reserved tokens come first, in their given order, even when a word of the counts "
+         "is one of them",
+         lambda args, r: r[:len(args[2])] == list(args[2])),
+    Rule("every word seen at least min_freq times is in it, and no word seen fewer times",
+         lambda args, r: set(r[len(args[2]):]) == _kept_words(args)),
+    Rule("a more frequent word comes before a less frequent one",
+         lambda args, r: all(args[0][a] >= args[0][b] for a, b in
+                             zip(r[len(args[2]):], r[len(args[2]) + 1:]))),
+)
+
+
+@register("02 my vocab")
+def _my_vocab(answer: Callable[..., Any]) -> Verdict:
+    """A student's ``my_vocab(word_counts, min_freq, reserved)`` against the package's
+    ``tokenization.book_vocab_tokens`` (what ``build_book_vocab`` builds its vocabulary from)."""
+    from bertnli_helpers.data.tokenization import book_vocab_tokens
+
+    return check_function(answer, book_vocab_tokens, _vocab_cases(), VOCAB_RULES,
+                          what="my_vocab",
+                          same=lambda a, b: list(a) == list(b),
+                          mismatch_hint="Words seen equally often keep the order they have in "
+                                        "word_counts: sort by the count alone, with a stable "
+                                        "sort (sorted(..., reverse=True) or "
+                                        "Counter.most_common() keep ties in order).")
+
+
+@register("02 unknown by side")
+def _unknown_by_side(answer: dict[str, float], *, tokenizer: Any, premises: Any,
+                     hypotheses: Any) -> Verdict:
+    """How often each side's words are unknown: the share of its word tokens that are <unk>
+    (a count alone would favour the longer side)."""
+    def unknown_and_words(texts: Any) -> tuple[int, int]:
+        tokens = [t for text in texts for t in tokenizer.tokenize(text)]
+        return sum(tokenizer[t] == tokenizer.unk_id for t in tokens), len(tokens)
+
+    counted = {"premise": unknown_and_words(premises), "hypothesis": unknown_and_words(hypotheses)}
+    expected = {side: unknown / max(words, 1) for side, (unknown, words) in counted.items()}
+    given = {str(side): float(value) for side, value in dict(answer).items()}
+    if set(given) != set(expected):
+        return Verdict(False, 'Give one share per side: {"premise": ..., "hypothesis": ...}.',
+                       reference=expected)
+    if all(abs(given[side] - expected[side]) <= 1e-4 for side in expected):
+        plural = {"premise": "premises", "hypothesis": "hypotheses"}
+        more = max(expected, key=expected.get)
+        which = ("both sides lose words equally often" if len(set(expected.values())) == 1
+                 else f"the {plural[more]} lose words more often")
+        return Verdict(True, f"{expected['premise']:.2%} of the premises' words and "
+                             f"{expected['hypothesis']:.2%} of the hypotheses' are unknown: "
+                             f"{which}.", reference=expected)
+    looks_counted = any(value > 1 for value in given.values()) or given == {
+        side: float(unknown) for side, (unknown, _) in counted.items()}
+    hint = ("These look like counts; the question asks how often, and premises are longer: "
+            "divide each side's unknown tokens by its number of word tokens."
+            if looks_counted else
+            "For each side: the tokens whose id is <unk>'s, divided by all its word tokens.")
+    return Verdict(False, f"The shares of unknown words per side are not those. {hint}",
+                   reference=expected)
 
 
 @register("02 padding share")

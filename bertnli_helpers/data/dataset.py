@@ -255,6 +255,24 @@ def default_cache_dir() -> Path:
     return hub.cache_dir() / "encoded"
 
 
+def pad_packed(ids: Sequence[int], segments: Sequence[int], width: int,
+               pad_id: int) -> tuple[list[int], list[int], int]:
+    """One packed pair as a row of a batch ``width`` wide: ``(ids, segments, valid_len)``.
+
+    The ids are followed by ``pad_id`` and the segments by 0 up to ``width``, as
+    :meth:`SNLIBERTDataset.batch` pads its rows; ``valid_len`` is the pair's own length, which
+    the encoder's attention mask reads so that the padding changes nothing. Padding never cuts:
+    a pair longer than ``width`` is refused, because choosing what to drop is truncation's job.
+    """
+    if len(ids) != len(segments):
+        raise ValueError(f"{len(ids)} ids but {len(segments)} segment ids: not one packed pair")
+    if len(ids) > width:
+        raise ValueError(f"a packed pair of {len(ids)} tokens does not fit in a row {width} wide; "
+                         "truncate it first")
+    padding = width - len(ids)
+    return [*ids, *[pad_id] * padding], [*segments, *[0] * padding], len(ids)
+
+
 class SNLIBERTDataset(Dataset):
     """SNLI pairs packed for BERT. ``dataset[i]`` is ``((ids, segments, valid_len), label)``
     like the book's, but unpadded; ``padded()`` gives the book's fixed-``max_len`` tensors.

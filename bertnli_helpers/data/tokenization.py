@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,20 +167,35 @@ def book_word_counts(texts: Iterable[str]) -> Counter[str]:
     return Counter(word for text in texts for word in text.lower().split())
 
 
-def build_book_vocab(word_counts: Mapping[str, int], *,
-                     min_freq: int = BOOK_MIN_FREQ) -> TextTokenizer:
+def book_vocab_tokens(word_counts: Mapping[str, int], min_freq: int = BOOK_MIN_FREQ,
+                      reserved: Sequence[str] = BOOK_RESERVED) -> list[str]:
+    """The token list of a book-style vocabulary (the index is the id): ``reserved`` first, then
+    every word seen at least ``min_freq`` times, most frequent first. Words seen equally often
+    keep their order in ``word_counts`` (a stable sort, as ``Counter.most_common`` gives), and a
+    reserved token that was also counted appears once, among the reserved."""
+    if min_freq < 1:
+        raise ValueError(f"min_freq must be at least 1, not {min_freq}")
+    by_frequency = sorted(word_counts.items(), key=lambda item: item[1], reverse=True)
+    words = [w for w, count in by_frequency if count >= min_freq and w not in reserved]
+    return [*reserved, *words]
+
+
+TokenChooser = Callable[[Mapping[str, int], int, Sequence[str]], list[str]]
+
+
+def build_book_vocab(word_counts: Mapping[str, int], *, min_freq: int = BOOK_MIN_FREQ,
+                     tokens_of: TokenChooser = book_vocab_tokens) -> TextTokenizer:
     """A word vocabulary made the book's way: ``BOOK_RESERVED``, then every word seen at least
     ``min_freq`` times, most frequent first; every other word becomes ``<unk>``.
 
     It keeps the words ``d2l.Vocab(tokens, min_freq, reserved_tokens)`` keeps, in the order of
     d2l before 1.0 (``<unk>``, the reserved tokens, then by frequency); d2l 1.0 sorts its list
-    alphabetically instead.
+    alphabetically instead. ``tokens_of(word_counts, min_freq, reserved)`` chooses the token
+    list (:func:`book_vocab_tokens`; notebook 2 passes the student's own).
     """
     if min_freq < 1:
         raise ValueError(f"min_freq must be at least 1, not {min_freq}")
-    by_frequency = sorted(word_counts.items(), key=lambda item: item[1], reverse=True)
-    words = [w for w, count in by_frequency if count >= min_freq and w not in BOOK_RESERVED]
-    return book_tokenizer([*BOOK_RESERVED, *words])
+    return book_tokenizer(list(tokens_of(word_counts, min_freq, BOOK_RESERVED)))
 
 
 def load_book_vocab(path: str | Path) -> TextTokenizer:
