@@ -20,7 +20,6 @@ from bertnli_helpers.data.tokenization import (
     build_book_vocab,
 )
 
-
 # -- 01 pad pair --------------------------------------------------------------------------------
 
 def test_pad_packed_pads_as_the_dataset_pads_its_batches(dev_raw):
@@ -30,7 +29,7 @@ def test_pad_packed_pads_as_the_dataset_pads_its_batches(dev_raw):
     data = SNLIBERTDataset([part[:6] for part in dev_raw], tok, max_len=64, cache=False)
     (tokens, segments, valid), _ = data.batch(range(6), pad_to=64)
     for i in range(6):
-        ids, segs, length = data[i][0]
+        ids, segs, _ = data[i][0]
         assert pad_packed(ids.tolist(), segs.tolist(), 64, tok.pad_id) == (
             tokens[i].tolist(), segments[i].tolist(), int(valid[i]))
     with pytest.raises(ValueError, match="truncate it first"):
@@ -140,7 +139,13 @@ def test_02_unknown_by_side_asks_how_often_not_how_many():
     vocab = build_book_vocab(Counter({"a": 5, "dog": 5}))
     given = {"tokenizer": vocab, "premises": ["a dog zzqx"], "hypotheses": ["qqwy qqwy"]}
     right = check("02 unknown by side", {"premise": 1 / 3, "hypothesis": 1.0}, **given)
-    assert "hypotheses lose words more often" in right.message
+    assert right
+    close = {"tokenizer": vocab, "premises": ["a dog zzqx dog"], "hypotheses": ["a qqwy dog"]}
+    near = check("02 unknown by side", {"premise": 0.25, "hypothesis": 1 / 3}, **close).message
+    assert "within noise" in near  # seven words: no evidence either way
+    many = {"tokenizer": vocab, "premises": ["a dog zzqx"] * 300, "hypotheses": ["qqwy qqwy"] * 300}
+    beyond = check("02 unknown by side", {"premise": 1 / 3, "hypothesis": 1.0}, **many).message
+    assert "the hypotheses lose words more often, beyond noise" in beyond
     assert "look like counts" in fails("02 unknown by side", {"premise": 1, "hypothesis": 2},
                                        **given)
     assert "divided by all its word tokens" in fails(

@@ -293,6 +293,22 @@ def _my_vocab(answer: Callable[..., Any]) -> Verdict:
                                         "Counter.most_common() keep ties in order).")
 
 
+def _which_side_loses_more(counted: dict[str, tuple[int, int]]) -> str:
+    """Which side's words are unknown more often, with a 95% interval for the difference of the
+    two shares (normal approximation, word tokens counted as independent draws)."""
+    import math
+
+    (u_p, n_p), (u_h, n_h) = counted["premise"], counted["hypothesis"]
+    p, h = u_p / max(n_p, 1), u_h / max(n_h, 1)
+    half = 1.96 * math.sqrt(p * (1 - p) / max(n_p, 1) + h * (1 - h) / max(n_h, 1))
+    interval = (f"premises minus hypotheses {p - h:+.2%}, 95% interval {p - h - half:+.2%} to "
+                f"{p - h + half:+.2%}")
+    if abs(p - h) <= half:
+        return f"the difference is within noise ({interval})"
+    side = "premises" if p > h else "hypotheses"
+    return f"the {side} lose words more often, beyond noise ({interval})"
+
+
 @register("02 unknown by side")
 def _unknown_by_side(answer: dict[str, float], *, tokenizer: Any, premises: Any,
                      hypotheses: Any) -> Verdict:
@@ -309,13 +325,9 @@ def _unknown_by_side(answer: dict[str, float], *, tokenizer: Any, premises: Any,
         return Verdict(False, 'Give one share per side: {"premise": ..., "hypothesis": ...}.',
                        reference=expected)
     if all(abs(given[side] - expected[side]) <= 1e-4 for side in expected):
-        plural = {"premise": "premises", "hypothesis": "hypotheses"}
-        more = max(expected, key=expected.get)
-        which = ("both sides lose words equally often" if len(set(expected.values())) == 1
-                 else f"the {plural[more]} lose words more often")
         return Verdict(True, f"{expected['premise']:.2%} of the premises' words and "
                              f"{expected['hypothesis']:.2%} of the hypotheses' are unknown: "
-                             f"{which}.", reference=expected)
+                             f"{_which_side_loses_more(counted)}.", reference=expected)
     looks_counted = any(value > 1 for value in given.values()) or given == {
         side: float(unknown) for side, (unknown, _) in counted.items()}
     hint = ("These look like counts; the question asks how often, and premises are longer: "
