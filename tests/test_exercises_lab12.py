@@ -168,3 +168,20 @@ def test_the_notebook_cells_pass_as_written_and_ask_in_the_student_edition(name,
             assert STUB in edition
             with pytest.raises(ExerciseNotPassed, match="still returns None"):
                 exec(checked.source, scope)
+
+
+# -- what a student reads first, and the prompts before the key results ------------------------
+
+FIRST_CELL_PARTS = ("**What you will do.**", "**What you will learn.**", "**What you hand in.**",
+                    "**What you need first.**")
+
+
+@pytest.mark.parametrize("name", ["01_pretrained_bert", "02_snli_dataset", "07_pretraining"])
+def test_the_first_cell_says_what_to_do_learn_hand_in_and_need_and_results_are_predicted(name):
+    _, cells = _exercises(name)
+    first = cells[0].source
+    assert all(part in first for part in FIRST_CELL_PARTS), name
+    places = [first.index(part) for part in FIRST_CELL_PARTS]
+    assert places == sorted(places), "the four parts in their order"
+    prompts = sum(c.source.count("**Predict, then run") for c in cells if c.cell_type == "markdown")
+    assert 2 <= prompts <= 4, (name, prompts)
