@@ -125,11 +125,13 @@ def test_a_worker_node_killed_mid_grid_then_the_grid_again_trains_nothing_twice(
     assert 2 <= killed_at < 8, logs  # mid-grid: some cells done, some still to run
     assert "worker node killed: raylet " in run.stdout, logs
     first, second = ((ray_temp / f"{name}.out").read_text() for name in ("first", "second"))
-    trained = first.count(": trained,") + second.count(": trained,")
-    assert trained == 8, logs  # every cell trained once: by the first run, or the second
-    assert second.count(": re-used,") == first.count(": trained,")
-    # nothing the first run finished was written again by the second
     after_first = (ray_temp / "after-first.txt").read_text().splitlines()
+    # every cell on disk after the first run is re-used, the rest trained: each cell trained once.
+    # A cell can finish on the worker as it dies, unreported by the first run but on disk.
+    reused, trained_again = second.count(": re-used,"), second.count(": trained,")
+    assert reused == len(after_first) and reused + trained_again == 8, logs
+    assert first.count(": trained,") <= reused, logs
+    # nothing the first run finished was written again by the second
     after_second = set((ray_temp / "after-second.txt").read_text().splitlines())
     assert after_first and set(after_first) <= after_second
     table = pd.read_csv(out / "results.csv")
