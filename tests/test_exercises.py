@@ -248,7 +248,6 @@ def test_06_training_pflop():
 def test_every_check_has_a_test_here():
     import inspect
     import sys
-
     from pathlib import Path
 
     here = Path(inspect.getsourcefile(sys.modules[__name__]))  # and the helpers' own files

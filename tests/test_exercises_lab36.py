@@ -6,9 +6,9 @@ unanswered stub says so."""
 from __future__ import annotations
 
 import pytest
+from test_exercises import _stub, fails, unanswered
 
 from bertnli_helpers.course.exercises import check, student_or_reference
-from test_exercises import _stub, fails, unanswered
 
 
 # -- 03 tokens dropped -------------------------------------------------------------------------
