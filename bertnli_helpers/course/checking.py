@@ -213,7 +213,8 @@ def student_or_reference(function: Callable[..., Any] | None, name: str,
     except ExerciseNotPassed as failed:
         if failed.verdict.reference is None:
             raise
-        print(f"{name}: your function does not pass its check yet, so the cells below use the "
+        kind = "function" if callable(function) else "answer"  # a value too: 06's variant
+        print(f"{name}: your {kind} does not pass its check yet, so the cells below use the "
               "package's reference instead.")
         return failed.verdict.reference
     return function

@@ -11,6 +11,7 @@ from bertnli_helpers.course.checking import (
     Case,
     Rule,
     Verdict,
+    _shown,
     check_function,
     expect_equal,
     register,
@@ -144,8 +145,128 @@ def _strategies_keeping_hypothesis(answer: Any, *, p_lens: Any, h_lens: Any, max
     rows = truncation_summary(list(p_lens), list(h_lens), max_len, list(strategies))
     expected = {r["strategy"] for r in rows if r["hypothesis_tokens_dropped"] == 0}
     answer = {answer} if isinstance(answer, str) else set(answer)
-    return expect_equal(answer, expected, "the strategies that keep every hypothesis token",
-                        "Read the hypothesis_tokens_dropped column of truncation_summary.")
+    return _strategies_verdict(answer, expected)
+
+
+def _strategies_verdict(answer: set[str], expected: set[str]) -> Verdict:
+    """The verdict in a sentence that reads right for none, one or several strategies."""
+    def said(names: set[str]) -> str:
+        if not names:
+            return "no strategy keeps"
+        return (f"{_shown(names)} {'keeps' if len(names) == 1 else 'keep'}")
+
+    hint = "Read the hypothesis_tokens_dropped column of truncation_summary."
+    if answer == expected:
+        return Verdict(True, f"Yes: {said(expected)} every hypothesis token here.",
+                       reference=expected)
+    return Verdict(False, f"It is not that {said(answer)} every hypothesis token. {hint}",
+                   reference=expected)
+
+
+def _verdict_cases(seed: int = 7) -> list[Case]:
+    """(low, high, p_value) triples: the edges (an end at 0, p at 0.05) and random intervals."""
+    import random
+
+    named = [("an interval above 0 and a small p", 0.01, 0.05, 0.001),
+             ("an interval below 0 and a small p", -0.04, -0.01, 0.002),
+             ("an interval across 0", -0.02, 0.03, 0.4),
+             ("an interval above 0 but McNemar's p not small", 0.002, 0.03, 0.2),
+             ("an interval below 0 but McNemar's p not small", -0.03, -0.001, 0.09),
+             ("a small p but an interval across 0", -0.001, 0.02, 0.01),
+             ("an interval whose low end is exactly 0", 0.0, 0.02, 0.001),
+             ("an interval whose high end is exactly 0", -0.02, 0.0, 0.001),
+             ("p just above 0.05", 0.01, 0.03, 0.0501), ("p just under 0.05", 0.01, 0.03, 0.0499)]
+    cases = [Case(kind, (low, high, p)) for kind, low, high, p in named]
+    draw = random.Random(seed)
+    for _ in range(40):
+        centre, half = draw.uniform(-0.05, 0.05), draw.uniform(0.001, 0.03)
+        cases.append(Case("a random interval", (centre - half, centre + half,
+                                                draw.choice([0.0, 0.001, 0.03, 0.2, 0.7]))))
+    return cases
+
+
+VERDICT_RULES = (
+    Rule("it returns one of the three words 'better', 'worse' or 'within noise'",
+         lambda args, r: r in ("better", "worse", "within noise")),
+    Rule("'better' needs the whole interval above 0 (low > 0)",
+         lambda args, r: r != "better" or args[0] > 0),
+    Rule("'worse' needs the whole interval below 0 (high < 0)",
+         lambda args, r: r != "worse" or args[1] < 0),
+    Rule("'better' and 'worse' also need McNemar's test to agree (p below 0.05)",
+         lambda args, r: r == "within noise" or args[2] < 0.05),
+)
+
+
+@register("06 my verdict")
+def _my_verdict(answer: Callable[..., Any]) -> Verdict:
+    """A student's ``my_verdict(low, high, p_value)`` against ``comparison.verdict_of``."""
+    from bertnli_helpers.study.comparison import verdict_of
+
+    return check_function(answer, verdict_of, _verdict_cases(), VERDICT_RULES, what="my_verdict",
+                          mismatch_hint="A direction is read only when both tests say so: the "
+                                        "interval excludes 0 and p < 0.05; anything else is "
+                                        "'within noise'.")
+
+
+VARIANT_KINDS = {"model": str, "lr": float, "truncation": str, "max_len": int, "train_size": int}
+VARIANT_EXAMPLE = {"max_len": [32]}
+
+
+def _variant_problem(answer: Any, recipe: dict[str, list], most: int) -> str | None:
+    """What is wrong with a ``vary`` dict of one setting, or None when it is a valid variant."""
+    if not isinstance(answer, dict):
+        return (f"a variant is a dict of one setting and its values, like {{'lr': [3e-5]}}, "
+                f"not a {type(answer).__name__}")
+    if len(answer) != 1:
+        return (f"a comparison changes one thing: name exactly one setting, not {len(answer)} "
+                f"(settings: {', '.join(recipe)})")
+    (name, values), = answer.items()
+    if name not in recipe:
+        return f"{name!r} is not a setting of the recipe; choose one of {', '.join(recipe)}"
+    if not isinstance(values, (list, tuple)) or not 1 <= len(values) <= most:
+        return (f"give the values as a list of 1 to {most} values (each is one more run per "
+                "seed; the recipe's own value is added as the baseline)")
+    return _values_problem(name, list(values), recipe[name][0])
+
+
+def _values_problem(name: str, values: list, baseline: Any) -> str | None:
+    """Whether each value has the setting's type and range, and differs from the baseline."""
+    from bertnli_helpers.data.truncation import STRATEGIES
+
+    kind = VARIANT_KINDS.get(name, type(baseline))
+    for value in values:
+        numeric = kind in (int, float) and isinstance(value, (int, float)) \
+            and not isinstance(value, bool) and (kind is float or float(value).is_integer())
+        if not (isinstance(value, kind) or numeric):
+            return f"{name} takes {kind.__name__} values; {value!r} is a {type(value).__name__}"
+        if kind in (int, float) and value <= 0:
+            return f"{name} must be above 0, not {value!r}"
+        if name == "truncation" and value not in STRATEGIES:
+            return f"{value!r} is not a strategy; known: {', '.join(STRATEGIES)}"
+        if name == "max_len" and not 4 <= value <= 512:
+            return "max_len must be from 4 (room for a token) to 512 (the position table)"
+        if name == "train_size" and value > baseline:
+            return "train_size cannot exceed the comparison sample the recipe uses"
+    if baseline in values:
+        return (f"the recipe's own {name} is the baseline, added by the notebook; list only "
+                "values that differ from it")
+    if len(set(map(repr, values))) != len(values):
+        return "each value once: a repeated value is the same run again"
+    return None
+
+
+@register("06 my variant")
+def _my_variant(answer: Any, *, recipe: dict[str, list], most: int = 2) -> Verdict:
+    """A ``vary`` dict of one setting of ``recipe`` and at most ``most`` new values."""
+    problem = _variant_problem(answer, recipe, most)
+    if problem is None:
+        (name, values), = answer.items()
+        return Verdict(True, f"one setting ({name}) with {len(values)} new value"
+                             f"{'s' * (len(values) != 1)} against the recipe's "
+                             f"{recipe[name][0]!r}: a one-change comparison.",
+                       reference=VARIANT_EXAMPLE)
+    return Verdict(False, f"Not a variant the notebook can run: {problem}.",
+                   reference=VARIANT_EXAMPLE)
 
 
 @register("06 training PFLOP")

@@ -486,3 +486,80 @@ def _my_ratio(answer: Callable[..., Any]) -> Verdict:
                                         "the rest; a premise whose share rounds to 0 keeps one "
                                         "token when both sides have tokens and the budget is "
                                         "2 or more.")
+
+
+def tokens_dropped_reference(p_lens: Sequence[int], h_lens: Sequence[int], max_len: int,
+                             strategy: Callable[..., Any]) -> tuple[int, int]:
+    """The package's answer: section 4's table reads these two columns of truncation_summary."""
+    from bertnli_helpers.data.truncation import truncation_summary
+
+    row = truncation_summary(list(p_lens), list(h_lens), max_len, [strategy])[0]
+    return int(row["premise_tokens_dropped"]), int(row["hypothesis_tokens_dropped"])
+
+
+def _over_budget(args: tuple) -> int:
+    """Tokens by which the pairs exceed their budget: what every strategy drops."""
+    p_lens, h_lens, max_len, _ = args
+    budget = max_len - 3
+    return sum(max(0, p + h - budget) for p, h in zip(p_lens, h_lens))
+
+
+def _two_counts(r: Any) -> bool:
+    import numbers
+
+    return len(r) == 2 and all(isinstance(n, numbers.Integral) and n >= 0 for n in r)
+
+
+DROPPED_RULES = (
+    Rule("it returns (premise tokens dropped, hypothesis tokens dropped), two whole numbers, "
+         "neither negative", lambda args, r: _two_counts(r)),
+    Rule("no side loses more tokens than the sample's side holds",
+         lambda args, r: r[0] <= sum(args[0]) and r[1] <= sum(args[1])),
+    Rule("a sample whose every pair fits max_len (with <cls> and the two <sep>) loses nothing",
+         lambda args, r: _over_budget(args) > 0 or tuple(r) == (0, 0)),
+    Rule("every strategy keeps exactly budget = max_len - 3 tokens of a pair that does not fit, "
+         "so the two counts add up to the tokens by which the pairs exceed their budget",
+         lambda args, r: r[0] + r[1] == _over_budget(args)),
+)
+
+
+def _dropped_cases(seed: int = 4) -> list[Case]:
+    """(p_lens, h_lens, max_len, strategy) samples: the edge cases, then random samples under
+    the strategies whose sides differ (longest_first, ratio, only_premise, only_hypothesis)."""
+    import random
+
+    from bertnli_helpers.data.truncation import STRATEGIES
+
+    lf, ratio = STRATEGIES["longest_first"], STRATEGIES["ratio"]
+    named = [("every pair fitting", [3, 5, 2], [2, 1, 4], 16, lf),
+             ("a pair exactly max_len long", [7, 2], [3, 2], 13, lf),
+             ("a pair one token too long", [8, 2], [3, 2], 13, ratio),
+             ("max_len 3 (a budget of 0)", [4, 1], [2, 0], 3, lf),
+             ("an empty hypothesis", [12, 9], [0, 0], 8, ratio),
+             ("a long premise and a short hypothesis", [20, 18, 4], [4, 3, 2], 12, lf),
+             ("a hypothesis longer than the premise", [3, 2], [15, 11], 10, lf),
+             ("only_premise on long premises", [20, 14], [5, 4], 11, STRATEGIES["only_premise"]),
+             ("only_hypothesis on long premises", [20, 14], [5, 4], 11,
+              STRATEGIES["only_hypothesis"])]
+    cases = [Case(kind, (p, h, m, fn)) for kind, p, h, m, fn in named]
+    rng = random.Random(seed)
+    for name in ("longest_first", "ratio", "only_premise", "only_hypothesis"):
+        for _ in range(10):
+            n = rng.randint(1, 12)
+            cases.append(Case(f"a random sample under {name}",
+                              ([rng.randint(0, 30) for _ in range(n)],
+                               [rng.randint(0, 20) for _ in range(n)], rng.randint(3, 40),
+                               STRATEGIES[name])))
+    return cases
+
+
+@register("03 tokens dropped")
+def _tokens_dropped(answer: Callable[..., Any]) -> Verdict:
+    """A student's ``my_tokens_dropped(p_lens, h_lens, max_len, strategy)`` against the two
+    columns of ``truncation_summary`` that section 4's table reads."""
+    return check_function(answer, tokens_dropped_reference, _dropped_cases(), DROPPED_RULES,
+                          what="my_tokens_dropped",
+                          same=lambda a, b: tuple(int(n) for n in a) == b,
+                          mismatch_hint="Call strategy(range(p), range(h), max_len - 3) on each "
+                                        "pair that does not fit and count, per side, the tokens "
+                                        "it did not keep; the premise's count comes first.")
