@@ -161,9 +161,10 @@ def test_each_exercise_comes_before_the_cell_that_prints_its_answer(name, check_
 @pytest.mark.parametrize("name", ["04_fine_tuning", "05_error_analysis"])
 def test_first_cell_has_the_four_parts_and_key_results_are_predicted(name):
     cells = _cells(name)
-    for part in ("**What you will do**", "**What you will learn**", "**What you hand in**",
-                 "**What you need first**"):
-        assert part in cells[0].source, part
+    parts = ("**What you will do.**", "**What you will learn.**", "**What you hand in.**",
+             "**What you need first.**")
+    places = [cells[0].source.index(part) for part in parts]  # each there, in this order
+    assert places == sorted(places)
     assert sum("**Predict, then run.**" in c.source for c in cells) >= 5
     everything = "\n".join(c.source for c in cells)
     for typed in ("550,000", "5,498", "2,000 dev", "45 minutes", "25 minutes",
