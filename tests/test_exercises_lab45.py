@@ -170,3 +170,36 @@ def test_first_cell_has_the_four_parts_and_key_results_are_predicted(name):
     for typed in ("550,000", "5,498", "2,000 dev", "45 minutes", "25 minutes",
                   "where those intervals overlap"):
         assert typed not in everything, typed
+
+
+def test_the_head_comparison_shows_a_stored_reference_grid_or_says_it_is_absent(
+        tmp_path, monkeypatch, capsys):
+    import json
+
+    from bertnli_helpers.study import reference
+
+    cell = _cells("04_fine_tuning")[_first(_cells("04_fine_tuning"),
+                                           'read_reference_grid(reference_folder("pooling-grid"))')]
+    shown = []
+    scope = {"Markdown": lambda text: text, "display": shown.append, "other_pooling": "cls",
+             "verdict": "neither learned", "ctx": type("Ctx", (), {"pooling": "pair"})()}
+    monkeypatch.setattr(reference, "REFERENCE_ROOT", tmp_path)
+    exec(cell.source, dict(scope))  # no stored grid: one line, no error
+    assert "no stored reference grid" in capsys.readouterr().out and not shown
+    folder = tmp_path / "pooling-grid"
+    folder.mkdir()
+    (folder / "grid.json").write_text(json.dumps({
+        "vary": {"pooling": ["pair", "cls"]}, "seeds": [0, 1, 2], "baseline": "pooling=pair",
+        "recipe": {"info": {"model": "minilm"}, "config": {"epochs": 2, "batch_size": 32,
+                                                            "lr": 1e-4},
+                   "train_size": None, "dev_size": 2000, "score_on": "test"}}))
+    (folder / "results.csv").write_text("variant,seeds,test mean\npooling=pair,3,0.8\n"
+                                        "pooling=cls,3,0.7\n")
+    (folder / "verdicts.csv").write_text(
+        "A,B,accuracy A,accuracy B,A - B,95% low,95% high,McNemar p,verdict\n"
+        "pooling=cls,pooling=pair,0.7,0.8,-0.1,-0.12,-0.08,0.0,worse\n")
+    exec(cell.source, dict(scope))
+    label, _, sentence = shown
+    assert "not this notebook's runs" in label and "--seeds 0,1,2" in label
+    assert sentence.startswith("Reference grid: the 'cls' head is worse than the 'pair' head")
+    assert "-10.0 points" in sentence and "Your runs above: *neither learned*" in sentence
