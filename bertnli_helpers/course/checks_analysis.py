@@ -84,6 +84,59 @@ def _confusion_matrix(answer: Callable[..., Any]) -> Verdict:
                                         "were predicted as j.")
 
 
+def _cue_cases(seed: int = 7) -> list[Case]:
+    """(hypotheses, labels, cue) calls: no hypotheses, a cue never used, a capitalised cue and
+    one before punctuation, a cue inside a longer word, a cue twice in one hypothesis, and
+    random sentences from a small vocabulary."""
+    import random
+
+    draw = random.Random(seed)
+    named = [
+        ("no hypotheses at all", [], [], "nobody"),
+        ("a cue no hypothesis holds", ["A man sleeps.", "Two dogs run."], [1, 0], "cat"),
+        ("a capitalised cue at the start", ["Nobody is sleeping.", "A man is asleep."], [1, 2],
+         "nobody"),
+        ("a cue right before punctuation", ["The man is sleeping.", "He is sleeping, alone."],
+         [1, 1], "sleeping"),
+        ("a cue inside a longer word", ["A catfish swims.", "The cat sits.", "Cats play."],
+         [0, 1, 2], "cat"),
+        ("a cue twice in one hypothesis", ["No man, no dog.", "No one is here."], [1, 2], "no"),
+    ]
+    cases = [Case(kind, (hypotheses, labels, cue)) for kind, hypotheses, labels, cue in named]
+    vocabulary = ["a", "man", "woman", "nobody", "is", "sleeping", "outdoors", "tall", "cat",
+                  "dog", "the", "Nobody", "Outdoors.", "sleeping.", "tall,"]
+    for _ in range(30):
+        n = draw.randint(1, 25)
+        hypotheses = [" ".join(draw.choices(vocabulary, k=draw.randint(1, 7))) for _ in range(n)]
+        labels = [draw.randrange(3) for _ in range(n)]
+        cases.append(Case("random hypotheses", (hypotheses, labels,
+                                                draw.choice(["nobody", "sleeping", "outdoors",
+                                                             "tall", "cat"]))))
+    return cases
+
+
+CUE_RULES = (
+    Rule("it returns three counts, one per class in the order of LABEL_NAMES",
+         lambda args, r: len(list(r)) == 3),
+    Rule("the counts are whole numbers, none negative",
+         lambda args, r: all(int(n) == n and n >= 0 for n in r)),
+    Rule("no class counts more hypotheses than it has (each hypothesis counts once)",
+         lambda args, r: all(n <= list(args[1]).count(c) for c, n in enumerate(r))),
+)
+
+
+@register("05 cue counts")
+def _cue_counts(answer: Callable[..., Any]) -> Verdict:
+    """A student's ``my_cue_counts(hypotheses, labels, cue)`` against ``analysis.cue_counts``."""
+    from bertnli_helpers.study.analysis import cue_counts
+
+    return check_function(answer, cue_counts, _cue_cases(), CUE_RULES, what="my_cue_counts",
+                          same=lambda a, b: [int(n) for n in a] == list(b),
+                          mismatch_hint="Split each hypothesis into lower-cased words with "
+                                        "words(text), count a hypothesis under its label when "
+                                        "the cue is one of its words, and once only.")
+
+
 @register("05 best temperature")
 def _best_temperature(answer: Any, *, probs: Any, labels: Any, grid: Any) -> Verdict:
     """The temperature of ``grid`` with the lowest cross-entropy of ``probs`` on ``labels``."""

@@ -6,6 +6,7 @@ draw on the same seed)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bertnli_helpers.course.checking import (
@@ -115,6 +116,172 @@ def _pair_features(answer: Callable[..., Any]) -> Verdict:
                                         "premise and the first [SEP]) and v of segment 1, each "
                                         "over the valid positions only: padding counts in "
                                         "neither.")
+
+
+# the training step: the student's step against the package's train_step, step for step
+class _GivenBatch:
+    """Stands in for a run's dataset: every batch it is asked for is the one given."""
+
+    def __init__(self, inputs: Any, labels: Any) -> None:
+        self.inputs, self.labels = inputs, labels
+
+    def batch(self, indices: Any, pad_to: Any = None) -> tuple[Any, Any]:
+        return self.inputs, self.labels
+
+
+def package_step(model: Any, optimizer: Any, scheduler: Any, inputs: Any, labels: Any,
+                 max_grad_norm: float | None = None) -> float:
+    """The package's ``train_step`` on one given batch, outside a run (one process, fp32, the
+    cross-entropy objective): what a student's ``my_train_step`` must equal, step for step."""
+    import torch
+
+    from bertnli_helpers.train.config import TrainConfig
+    from bertnli_helpers.train.distributed import DistInfo
+    from bertnli_helpers.train.loop import Loop, TrainState, train_step
+
+    config = TrainConfig(max_grad_norm=max_grad_norm, precision="fp32", device="cpu",
+                         lr=optimizer.param_groups[0]["lr"] or 1e-3)
+    loop = Loop(model, model, _GivenBatch(inputs, labels), None, config, inputs[0].device,
+                DistInfo(), None, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False),
+                None, "fp32", TrainState(config=config, total_steps=1))
+    return train_step(loop, range(len(labels)))
+
+
+@dataclass(frozen=True)
+class StepCase:
+    """A tiny classifier and the batches of a few consecutive steps; ``kind`` names it in hints."""
+
+    kind: str
+    seed: int
+    steps: int = 1
+    max_grad_norm: float | None = 1.0
+    freeze_encoder: bool = False
+    leftover_gradients: bool = False  # gradients from an earlier backward lie in .grad
+    lr: float = 1e-3
+
+
+STEP_CASES = (
+    StepCase("one step", 0),
+    StepCase("one step, another seed and batch", 1),
+    StepCase("two steps in a row", 2, steps=2),
+    StepCase("gradients left over from an earlier backward", 3, leftover_gradients=True),
+    StepCase("a gradient norm far above max_grad_norm", 4, max_grad_norm=1e-3),
+    StepCase("no clipping (max_grad_norm None)", 5, max_grad_norm=None),
+    StepCase("a frozen encoder", 6, steps=2, freeze_encoder=True),
+    StepCase("three steps, warm-up and decay", 7, steps=3),
+)
+
+
+def _step_setup(case: StepCase) -> tuple[Any, Any, Any, list[tuple[Any, Any]]]:
+    """A tiny BERT classifier (seeded), its AdamW and warm-up/decay schedule as a run makes
+    them, and one batch per step; built twice from one case, the two are identical."""
+    import torch
+
+    from bertnli_helpers.model.bert import BERTClassifier, BertConfig, PretrainedBERT
+    from bertnli_helpers.train.config import TrainConfig
+    from bertnli_helpers.train.optim import make_optimizer, make_scheduler
+
+    torch.manual_seed(case.seed)
+    config = BertConfig(vocab_size=40, hidden_size=16, num_layers=1, num_heads=2, ffn_size=32,
+                        max_len=16, dropout=0.0)
+    model = BERTClassifier(PretrainedBERT(config), freeze_encoder=case.freeze_encoder)
+    train_config = TrainConfig(lr=case.lr, weight_decay=0.01, warmup_ratio=0.5, device="cpu")
+    optimizer = make_optimizer(model, train_config)
+    scheduler = make_scheduler(optimizer, train_config, total_steps=case.steps + 1)
+    batches = []
+    for _ in range(case.steps):
+        size, width = int(torch.randint(2, 6, ())), int(torch.randint(5, 12, ()))
+        valid = torch.randint(3, width + 1, (size,))
+        positions = torch.arange(width)[None, :]
+        segments = ((positions >= valid[:, None] // 2) & (positions < valid[:, None])).long()
+        inputs = (torch.randint(0, 40, (size, width)), segments, valid)
+        batches.append((inputs, torch.randint(0, 3, (size,))))
+    if case.leftover_gradients:  # an earlier backward whose gradients nobody cleared
+        model(batches[0][0]).sum().mul(50.0).backward()
+    return model, optimizer, scheduler, batches
+
+
+def _parameters(model: Any) -> list[Any]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _step_mismatch(case: StepCase, step: int, loss: Any, expected_loss: float,
+                   before: list[Any], after: list[Any], expected: list[Any],
+                   lr: float, expected_lr: float) -> str | None:
+    """The rule a student's step broke at ``step`` (0-based) of ``case``, or None."""
+    import math
+
+    import torch
+
+    if not isinstance(loss, (int, float)) or not math.isclose(float(loss), expected_loss,
+                                                              rel_tol=1e-4, abs_tol=1e-6):
+        return ("the loss it returns is not the batch's mean cross-entropy, computed before the "
+                "update and returned as a Python number")
+    close = all(torch.allclose(a, b, atol=1e-6, rtol=1e-5) for a, b in zip(after, expected))
+    unchanged = all(torch.equal(a, b) for a, b in zip(after, before))
+    if not math.isclose(lr, expected_lr, rel_tol=1e-6, abs_tol=1e-12):
+        return ("the learning rate after the step differs: step the schedule once per "
+                "optimisation step, after the optimizer's step")
+    if close:
+        return None
+    if unchanged:
+        return ("the parameters did not change: call the optimizer's step after backward, and "
+                "do not clear the gradients between the two")
+    if case.leftover_gradients or step > 0:
+        return (f"the parameters differ after {'the step' if step == 0 else f'{step + 1} steps'}: "
+                "are old gradients cleared before each backward?")
+    if case.max_grad_norm is not None and case.max_grad_norm < 0.01:
+        return ("the parameters differ when the gradients are large: clip their total norm to "
+                "max_grad_norm after backward and before the optimizer's step (and only when "
+                "max_grad_norm is not None)")
+    return ("the parameters differ after the step: in order, clear the old gradients, forward, "
+            "mean cross-entropy of the logits against the labels, backward, clip to "
+            "max_grad_norm, the optimizer's step, the schedule's step")
+
+
+def _run_step_case(answer: Callable[..., Any], case: StepCase) -> Verdict | None:
+    """The student's step and the package's on two identical set-ups; a failing Verdict, or
+    None when every step of the case agrees."""
+    ours, theirs = _step_setup(case), _step_setup(case)
+    for step, ((inputs, labels), _) in enumerate(zip(theirs[3], ours[3])):
+        before = _parameters(theirs[0])
+        expected_loss = package_step(*ours[:3], inputs, labels, case.max_grad_norm)
+        try:
+            loss = answer(*theirs[:3], inputs, labels, case.max_grad_norm)
+        except Exception as error:  # a student's bug is the finding, not a crash
+            return Verdict(False, f"my_train_step raised {type(error).__name__} ({error}) on a "
+                                  f"case with {case.kind}.", reference=package_step)
+        if loss is None:
+            return Verdict(False, "Write the body of my_train_step above (it still returns "
+                                  "None), then run this cell.", answered=False,
+                           reference=package_step)
+        broken = _step_mismatch(case, step, loss, expected_loss, before, _parameters(theirs[0]),
+                                _parameters(ours[0]), theirs[2].get_last_lr()[0],
+                                ours[2].get_last_lr()[0])
+        if broken is not None:
+            end = "" if broken.endswith("?") else "."
+            return Verdict(False, f"On a case with {case.kind}, my_train_step differs from the "
+                                  f"package's train_step: {broken}{end}", reference=package_step)
+    return None
+
+
+@register("04 train step")
+def _train_step(answer: Callable[..., Any]) -> Verdict:
+    """A student's ``my_train_step(model, optimizer, scheduler, inputs, labels, max_grad_norm)``
+    against the package's ``train_step`` on identical tiny classifiers: the same loss, the same
+    parameters and learning rate after every step of every case."""
+    if not callable(answer):
+        return Verdict(False, "The answer is a function: my_train_step(model, optimizer, "
+                              "scheduler, inputs, labels, max_grad_norm).", reference=package_step)
+    for case in STEP_CASES:
+        failed = _run_step_case(answer, case)
+        if failed is not None:
+            return failed
+    steps = sum(case.steps for case in STEP_CASES)
+    return Verdict(True, f"my_train_step gives the package's loss, parameters and learning rate "
+                         f"on all {len(STEP_CASES)} cases ({steps} steps: leftover gradients, "
+                         "clipping, no clipping, a frozen encoder, several steps in a row).",
+                   reference=package_step)
 
 
 # -- notebook 07 -----------------------------------------------------------------------------------

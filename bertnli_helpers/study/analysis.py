@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -578,6 +578,47 @@ def easy_hard_accuracy(frame: pd.DataFrame, hard_mask: Sequence[bool] | np.ndarr
         raise ValueError(f"hard_mask has shape {hard.shape}, the frame {len(frame)} rows")
     subset = pd.Categorical(np.where(hard, "hard", "easy"), categories=["easy", "hard"])
     return slice_accuracy(frame.assign(subset=subset), "subset")
+
+
+# -- annotation artifacts: how often a word comes with each label -------------------------------
+def cue_counts(hypotheses: Sequence[str], labels: Sequence[int], cue: str) -> list[int]:
+    """How many hypotheses of each label (``LABEL_NAMES`` order) hold the word ``cue``: the
+    statistic behind an annotation artifact. Each hypothesis counts once, and words are those
+    :func:`words` finds, so *Nobody,* holds *nobody* but *catfish* does not hold *cat*."""
+    counts = [0] * len(LABEL_NAMES)
+    cue = cue.lower()
+    for text, label in zip(hypotheses, labels):
+        if cue in words(text):
+            counts[int(label)] += 1
+    return counts
+
+
+def cue_table(hypotheses: Sequence[str], labels: Sequence[int], cues: dict[str, str],
+              count: Callable[..., Sequence[int]] = cue_counts) -> pd.DataFrame:
+    """For each ``cue`` (word: the class it is said to signal), how many hypotheses hold it,
+    how often those are of that class against the other hypotheses, with Fisher's test and a
+    verdict (``comparison.compare_groups``). ``count`` is :func:`cue_counts` or a student's."""
+    from bertnli_helpers.study.comparison import compare_groups
+
+    labels = [int(label) for label in labels]
+    totals = [labels.count(c) for c in range(len(LABEL_NAMES))]
+    rows = []
+    for cue, label_name in cues.items():
+        counts = [int(n) for n in count(list(hypotheses), list(labels), cue)]
+        c, held = LABEL_NAMES.index(label_name), sum(counts)
+        rest, rest_of_class = len(labels) - held, totals[c] - counts[c]
+        row = {"cue": cue, "class": label_name, "hypotheses": held,
+               "share of the class": counts[c] / held if held else float("nan"),
+               "share in the rest": rest_of_class / rest if rest else float("nan"),
+               "fisher p": float("nan"), "verdict": "absent"}
+        if held and rest:
+            versus = compare_groups([True] * counts[c] + [False] * (held - counts[c]),
+                                    [True] * rest_of_class + [False] * (rest - rest_of_class))
+            verdict = {"better": "more often", "worse": "less often"}.get(versus.verdict,
+                                                                           versus.verdict)
+            row.update({"fisher p": versus.p_value, "verdict": verdict})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("cue")
 
 
 # -- attention ----------------------------------------------------------------------------------
