@@ -193,13 +193,16 @@ def test_the_head_comparison_shows_a_stored_reference_grid_or_says_it_is_absent(
         "recipe": {"info": {"model": "minilm"}, "config": {"epochs": 2, "batch_size": 32,
                                                             "lr": 1e-4},
                    "train_size": None, "dev_size": 2000, "score_on": "test"}}))
-    (folder / "results.csv").write_text("variant,seeds,test mean\npooling=pair,3,0.8\n"
-                                        "pooling=cls,3,0.7\n")
+    (folder / "results.csv").write_text("variant,seeds,test mean,learned\n"
+                                        "pooling=pair,3,0.8,3/3\npooling=cls,3,0.7,3/3\n")
     (folder / "verdicts.csv").write_text(
         "A,B,accuracy A,accuracy B,A - B,95% low,95% high,McNemar p,verdict\n"
         "pooling=cls,pooling=pair,0.7,0.8,-0.1,-0.12,-0.08,0.0,worse\n")
     exec(cell.source, dict(scope))
     label, _, sentence = shown
     assert "not this notebook's runs" in label and "--seeds 0,1,2" in label
-    assert sentence.startswith("Reference grid: the 'cls' head is worse than the 'pair' head")
-    assert "-10.0 points" in sentence and "Your runs above: *neither learned*" in sentence
+    assert sentence.startswith("Your runs: neither learned, so they cannot say how the 'cls' "
+                               "head and the 'pair' head compare once both learn")
+    assert "every seed of both learned (3/3 and 3/3)" in sentence
+    assert "Reference grid: the 'cls' head is worse than the 'pair' head" in sentence
+    assert "-10.0 points" in sentence

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from bertnli_helpers.errors import GridError
-from bertnli_helpers.study.reference import read_reference_grid, reference_folder
+from bertnli_helpers.study.reference import RECIPES, read_reference_grid, reference_folder
 
 TRUNCATION = reference_folder("truncation-grid")
 RATIO_16 = "truncation=ratio, max_len=16"
@@ -66,8 +66,9 @@ RATIO_32 = "truncation=ratio, max_len=32"
 LONGEST_32 = "truncation=longest_first, max_len=32"
 
 
-def test_the_grid_knows_the_command_that_docs_benchmarks_gives_for_it():
-    grid = read_reference_grid(TRUNCATION)
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_the_grid_knows_the_command_that_docs_benchmarks_gives_for_it(name):
+    grid = read_reference_grid(reference_folder(name))
     docs = (TRUNCATION.parents[2] / "docs" / "benchmarks.md").read_text()
     written = " ".join(docs.replace("\\\n", " ").replace(".venv/bin/", "").split())
     assert grid.command and grid.command in written

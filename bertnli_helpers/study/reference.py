@@ -31,6 +31,11 @@ RECIPES = {
         "--output benchmarks/results/truncation-grid",
         "minilm fine-tuned with the tuned preset for 2 epochs on the whole 1% train sample, its "
         "epoch chosen on 2,000 dev pairs, verdicts on the whole test split"),
+    "pooling-grid": (
+        "bertnli compare --dev-size 2000 --epochs 2 --vary pooling=pair,cls --baseline "
+        "pooling=pair --seeds 0,1,2 --score-on test --output benchmarks/results/pooling-grid",
+        "minilm fine-tuned with the tuned preset for 2 epochs on the whole 1% train sample, its "
+        "epoch chosen on 2,000 dev pairs, verdicts on the whole test split"),
 }
 
 
@@ -88,7 +93,6 @@ class ReferenceGrid:
         if verdict in ("better", "worse"):
             return f"Reference grid: {name_a} is {verdict} than {name_b} ({interval})."
         return f"Reference grid: {name_a} against {name_b}: {verdict}."
-
 
     def beside(self, finding: str, a: str, b: str, name_a: str, name_b: str) -> str:
         """A student's ``finding`` for ``a`` against ``b`` set beside this grid's verdict: the
