@@ -42,6 +42,12 @@ def unanswered(name, answer=None, **given) -> str:
     return verdict.message
 
 
+def unanswered_says_so(name) -> None:
+    """A function answer still the stub and an answer cell left empty both say "not answered"."""
+    assert "still returns None" in unanswered(name, _stub)
+    assert "Write your answer" in unanswered(name)
+
+
 def test_expect_equal_says_what_and_why_but_not_the_expected_value():
     assert expect_equal(3, 3, "the number of special tokens")
     wrong = expect_equal(2, 3, "the number of special tokens", "Count <cls> and both <sep>.")
@@ -297,8 +303,7 @@ def test_03_my_ratio_reference_passes_and_mistakes_name_the_case_and_the_rule():
     assert "one-token premise" in floor and "no side is emptied" in floor
     assert "first tokens, in their order" in fails("03 my ratio", _suffixes)
     assert "add up to the budget" in fails("03 my ratio", _always_whole)
-    assert "still returns None" in unanswered("03 my ratio", _stub)
-    assert "Write your answer" in unanswered("03 my ratio")
+    unanswered_says_so("03 my ratio")
     with pytest.raises(ExerciseNotPassed, match="def ratio"):  # reveal shows the source
         check("03 my ratio", _floor_only, reveal=True)
 
